@@ -1,0 +1,5 @@
+//! memory_coordinator: balances RAM between QEMU/KVM virtual machines through the
+//! virtio-balloon. The library holds all logic; `main.rs` only wires it together.
+
+pub mod policy;
+pub mod units;
