@@ -3,11 +3,14 @@
 //! by the guest on its own period (so they are up to one period old when read), a balloon
 //! move takes time to land, and the consumer keeps consuming meanwhile.
 
-use memory_coordinator::policy::{decide, invariants, Action, Decisions, History, HostStats, PolicyConfig, Snapshot, VmStats};
+use memory_coordinator::policy::{
+    Action, Decisions, History, HostStats, PolicyConfig, Snapshot, VmStats, decide, invariants,
+};
 use memory_coordinator::units::{kib_to_mib, mib_to_kib};
 
 /// Simulation step.
 const STEP_MS: u64 = 100;
+const STEP_MS_USIZE: usize = 100;
 /// How fast a balloon moves, KiB per second (a 512 MiB move lands in half a second).
 const BALLOON_KIB_S: u64 = 1024 * 1024;
 /// The course consumer: 25 MB/s.
@@ -153,8 +156,8 @@ impl Sim {
 fn consumer_at_25_mb_s_from_512_mib_reaches_its_max_without_ever_starving() {
     // One guest at 512 MiB (60 MiB used), max 2048 MiB, consuming 25 MB/s from t=3 s; every
     // phase of stats sampling against the coordinator's tick.
-    for sample_phase in (0..1000).step_by(STEP_MS as usize) {
-        for tick_phase in (0..1000).step_by(STEP_MS as usize) {
+    for sample_phase in (0..1000).step_by(STEP_MS_USIZE) {
+        for tick_phase in (0..1000).step_by(STEP_MS_USIZE) {
             let mut sim = Sim::new(vec![Guest::new(512, 2048, 60)], 16 * 1024, sample_phase, tick_phase);
             for s in 0..120 {
                 if s == 3 {
@@ -163,7 +166,12 @@ fn consumer_at_25_mb_s_from_512_mib_reaches_its_max_without_ever_starving() {
                 sim.second();
             }
             let g = sim.guests[0];
-            assert_eq!(g.actual_kib, g.max_kib, "phases {sample_phase}/{tick_phase}: stuck at {} MiB", kib_to_mib(g.actual_kib));
+            assert_eq!(
+                g.actual_kib,
+                g.max_kib,
+                "phases {sample_phase}/{tick_phase}: stuck at {} MiB",
+                kib_to_mib(g.actual_kib)
+            );
             assert!(
                 g.min_free_below_max_kib >= mib_to_kib(100),
                 "phases {sample_phase}/{tick_phase}: free memory fell to {} MiB",
@@ -226,8 +234,16 @@ fn when_the_host_is_short_an_idle_vm_funds_the_consumer() {
         let committed: u64 = sim.guests.iter().map(|g| g.target_kib).sum();
         assert!(mib_to_kib(host_base) - committed > mib_to_kib(200), "targets overcommit the host reserve");
     }
-    assert!(sim.guests[0].actual_kib >= mib_to_kib(1024), "consumer only at {} MiB", kib_to_mib(sim.guests[0].actual_kib));
-    assert!(sim.guests[1].actual_kib <= mib_to_kib(1024), "idle guest still at {} MiB", kib_to_mib(sim.guests[1].actual_kib));
+    assert!(
+        sim.guests[0].actual_kib >= mib_to_kib(1024),
+        "consumer only at {} MiB",
+        kib_to_mib(sim.guests[0].actual_kib)
+    );
+    assert!(
+        sim.guests[1].actual_kib <= mib_to_kib(1024),
+        "idle guest still at {} MiB",
+        kib_to_mib(sim.guests[1].actual_kib)
+    );
     assert!(sim.guests[1].free_kib() >= mib_to_kib(100));
 }
 

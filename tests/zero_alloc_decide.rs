@@ -1,9 +1,9 @@
 //! `decide()` must not touch the heap: the daemon calls it every tick forever.
 
 mod common;
-use common::counting_alloc::{allocations_during, CountingAlloc};
+use common::counting_alloc::{CountingAlloc, allocations_during};
 
-use memory_coordinator::policy::{decide, Action, History, HostStats, PolicyConfig, Snapshot, VmStats, MAX_DOMAINS};
+use memory_coordinator::policy::{Action, History, HostStats, MAX_DOMAINS, PolicyConfig, Snapshot, VmStats, decide};
 use memory_coordinator::units::mib_to_kib;
 
 #[global_allocator]

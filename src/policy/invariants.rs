@@ -36,8 +36,14 @@ impl std::fmt::Display for Violation {
 pub type RuleFn = fn(&PolicyConfig, &VmStats, &VmHistory, &Decision) -> Result<(), &'static str>;
 
 /// Checks every guarantee for one tick; `before` is the history as passed to `decide()`.
-pub fn check(config: &PolicyConfig, snapshot: &Snapshot, before: &History, decisions: &Decisions) -> Result<(), Violation> {
-    const RULES: [RuleFn; 4] = [no_action_without_fresh_stats, targets_within_bounds, shrink_keeps_threshold, release_within_limits];
+pub fn check(
+    config: &PolicyConfig,
+    snapshot: &Snapshot,
+    before: &History,
+    decisions: &Decisions,
+) -> Result<(), Violation> {
+    const RULES: [RuleFn; 4] =
+        [no_action_without_fresh_stats, targets_within_bounds, shrink_keeps_threshold, release_within_limits];
     for rule in RULES {
         check_each_vm(config, snapshot, before, decisions, rule)?;
     }
@@ -68,7 +74,12 @@ fn acts(d: &Decision) -> bool {
     !matches!(d.action, Action::Hold(_))
 }
 
-pub fn no_action_without_fresh_stats(config: &PolicyConfig, vm: &VmStats, h: &VmHistory, d: &Decision) -> Result<(), &'static str> {
+pub fn no_action_without_fresh_stats(
+    config: &PolicyConfig,
+    vm: &VmStats,
+    h: &VmHistory,
+    d: &Decision,
+) -> Result<(), &'static str> {
     if (vm.unused_kib.is_none() || vm.last_update_s == Some(0)) && acts(d) {
         return Err("a VM without stats got an action");
     }
@@ -79,7 +90,12 @@ pub fn no_action_without_fresh_stats(config: &PolicyConfig, vm: &VmStats, h: &Vm
     Ok(())
 }
 
-pub fn targets_within_bounds(config: &PolicyConfig, vm: &VmStats, _: &VmHistory, d: &Decision) -> Result<(), &'static str> {
+pub fn targets_within_bounds(
+    config: &PolicyConfig,
+    vm: &VmStats,
+    _: &VmHistory,
+    d: &Decision,
+) -> Result<(), &'static str> {
     match d.action {
         Action::Grow { target_kib } if target_kib <= vm.actual_kib || target_kib > vm.max_kib => {
             Err("a grow target outside (actual, max]")
@@ -91,7 +107,12 @@ pub fn targets_within_bounds(config: &PolicyConfig, vm: &VmStats, _: &VmHistory,
     }
 }
 
-pub fn shrink_keeps_threshold(config: &PolicyConfig, vm: &VmStats, _: &VmHistory, d: &Decision) -> Result<(), &'static str> {
+pub fn shrink_keeps_threshold(
+    config: &PolicyConfig,
+    vm: &VmStats,
+    _: &VmHistory,
+    d: &Decision,
+) -> Result<(), &'static str> {
     let Action::Shrink { target_kib } = d.action else { return Ok(()) };
     let release = vm.actual_kib.saturating_sub(target_kib);
     let Some(unused_now) = d.unused_now_kib else { return Err("a shrink without a free-memory estimate") };
@@ -105,7 +126,12 @@ pub fn shrink_keeps_threshold(config: &PolicyConfig, vm: &VmStats, _: &VmHistory
     Ok(())
 }
 
-pub fn release_within_limits(config: &PolicyConfig, vm: &VmStats, _: &VmHistory, d: &Decision) -> Result<(), &'static str> {
+pub fn release_within_limits(
+    config: &PolicyConfig,
+    vm: &VmStats,
+    _: &VmHistory,
+    d: &Decision,
+) -> Result<(), &'static str> {
     let Action::Shrink { target_kib } = d.action else { return Ok(()) };
     let release = vm.actual_kib.saturating_sub(target_kib);
     if release > config.shrink_step_max_kib {
@@ -133,7 +159,11 @@ fn flows(snapshot: &Snapshot, decisions: &Decisions) -> (u128, u128) {
     (granted, released)
 }
 
-pub fn host_reserve_kept(config: &PolicyConfig, snapshot: &Snapshot, decisions: &Decisions) -> Result<(), &'static str> {
+pub fn host_reserve_kept(
+    config: &PolicyConfig,
+    snapshot: &Snapshot,
+    decisions: &Decisions,
+) -> Result<(), &'static str> {
     let (granted, released) = flows(snapshot, decisions);
     let host = u128::from(snapshot.host.available_kib);
     if granted > 0 && host + released < granted + u128::from(config.host_min_free_kib) + 1 {

@@ -182,10 +182,8 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub const EMPTY: Snapshot = Snapshot {
-        host: HostStats { available_kib: 0, total_kib: 0 },
-        vms: [None; MAX_DOMAINS],
-    };
+    pub const EMPTY: Snapshot =
+        Snapshot { host: HostStats { available_kib: 0, total_kib: 0 }, vms: [None; MAX_DOMAINS] };
 
     /// Empties every slot without touching the allocator.
     pub fn clear(&mut self) {
@@ -421,7 +419,7 @@ pub fn decide(config: &PolicyConfig, snapshot: &Snapshot, history: &mut History)
     for (release, v) in releases.iter_mut().zip(&views) {
         if let Class::Donor { normal_kib, pressure_kib } = v.class {
             let extra = u128::from(pressure_kib - normal_kib);
-            let take = if extra_total == 0 { 0 } else { extra * take_total / extra_total };
+            let take = (extra * take_total).checked_div(extra_total).unwrap_or(0);
             // take <= extra, so the sum stays within pressure_kib.
             let mut r = normal_kib.saturating_add(u64::try_from(take).unwrap_or(u64::MAX));
             if normal_kib == 0 && r < MIN_MOVE_KIB {
@@ -515,7 +513,8 @@ fn observe(config: &PolicyConfig, vm: &VmStats, h: &mut VmHistory) -> View {
         (Some(total), Some(offset)) => clamp_to_u64(i128::from(total) + i128::from(offset)),
         _ => vm.actual_kib,
     };
-    let unused_now = clamp_to_u64(i128::from(unused) + i128::from(vm.actual_kib) - i128::from(size_at_sample)).min(vm.actual_kib);
+    let unused_now =
+        clamp_to_u64(i128::from(unused) + i128::from(vm.actual_kib) - i128::from(size_at_sample)).min(vm.actual_kib);
     let lead_s = config.lead_ticks.saturating_mul(config.interval_s.max(1));
     let keep = config.vm_min_unused_kib.saturating_add(h.consumption_kib_s.saturating_mul(lead_s));
     view.unused_now_kib = Some(unused_now);
@@ -614,11 +613,9 @@ fn learn(vm: &VmStats, h: &mut VmHistory, unused: u64, at_rest: bool, dt_s: u64)
         h.consumption_kib_s = clamp_to_u64(next);
     }
     h.used_kib = used;
-    if at_rest {
-        if let Some(total) = vm.available_kib {
-            let offset = i128::from(vm.actual_kib) - i128::from(total);
-            h.size_offset_kib = Some(i64::try_from(offset).unwrap_or(if offset < 0 { i64::MIN } else { i64::MAX }));
-        }
+    if let (true, Some(total)) = (at_rest, vm.available_kib) {
+        let offset = i128::from(vm.actual_kib) - i128::from(total);
+        h.size_offset_kib = Some(i64::try_from(offset).unwrap_or(if offset < 0 { i64::MIN } else { i64::MAX }));
     }
 }
 

@@ -104,7 +104,10 @@ fn realistic_scenario() -> impl Strategy<Value = Scenario> {
                             .collect()
                     })
                     .collect();
-                let hosts = hosts.into_iter().map(|(available_kib, total_kib)| HostStats { available_kib, total_kib }).collect();
+                let hosts = hosts
+                    .into_iter()
+                    .map(|(available_kib, total_kib)| HostStats { available_kib, total_kib })
+                    .collect();
                 Scenario { slots, ticks, hosts }
             })
     })
@@ -149,7 +152,11 @@ fn edgy_option() -> impl Strategy<Value = Option<u64>> {
 }
 
 fn arbitrary_vm() -> impl Strategy<Value = VmStats> {
-    (edgy_u64(), edgy_u64(), [edgy_option(), edgy_option(), edgy_option(), edgy_option(), edgy_option(), edgy_option(), edgy_option()])
+    (
+        edgy_u64(),
+        edgy_u64(),
+        [edgy_option(), edgy_option(), edgy_option(), edgy_option(), edgy_option(), edgy_option(), edgy_option()],
+    )
         .prop_map(|(actual_kib, max_kib, o)| VmStats {
             actual_kib,
             max_kib,
@@ -164,18 +171,22 @@ fn arbitrary_vm() -> impl Strategy<Value = VmStats> {
 }
 
 fn arbitrary_config() -> impl Strategy<Value = PolicyConfig> {
-    ([edgy_u64(), edgy_u64(), edgy_u64(), edgy_u64(), edgy_u64(), edgy_u64(), edgy_u64(), edgy_u64()], any::<[u32; 2]>()).prop_map(|(u, w)| PolicyConfig {
-        interval_s: u[0],
-        vm_min_unused_kib: u[1],
-        host_min_free_kib: u[2],
-        shrink_band_kib: u[3],
-        shrink_fraction_pct: u[4],
-        shrink_step_max_kib: u[5],
-        vm_min_size_kib: u[6],
-        lead_ticks: u[7],
-        stale_ticks: w[0],
-        holdoff_ticks: w[1],
-    })
+    (
+        [edgy_u64(), edgy_u64(), edgy_u64(), edgy_u64(), edgy_u64(), edgy_u64(), edgy_u64(), edgy_u64()],
+        any::<[u32; 2]>(),
+    )
+        .prop_map(|(u, w)| PolicyConfig {
+            interval_s: u[0],
+            vm_min_unused_kib: u[1],
+            host_min_free_kib: u[2],
+            shrink_band_kib: u[3],
+            shrink_fraction_pct: u[4],
+            shrink_step_max_kib: u[5],
+            vm_min_size_kib: u[6],
+            lead_ticks: u[7],
+            stale_ticks: w[0],
+            holdoff_ticks: w[1],
+        })
 }
 
 proptest! {

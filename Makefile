@@ -1,0 +1,45 @@
+# memory_coordinator: build, test, fuzz, bench, install.
+# `make deps && make all && make test` on a fresh Debian 12 machine (as root).
+
+CARGO        ?= cargo
+PREFIX       ?= /usr/local
+DESTDIR      ?=
+FUZZ_SECONDS ?= 60
+BIN          := memory_coordinator
+
+# What the build and the tests need from Debian (README "Build").
+DEBIAN_PACKAGES := build-essential pkg-config libvirt-dev libclang-dev clang \
+                   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients \
+                   qemu-system-x86 busybox-static cpio kmod
+
+# cargo-fuzz needs nightly features; with no nightly toolchain, stable is allowed to use them.
+FUZZ_TOOLCHAIN := $(shell rustup toolchain list 2>/dev/null | grep -q '^nightly' && echo +nightly)
+FUZZ_ENV       := $(if $(FUZZ_TOOLCHAIN),,RUSTC_BOOTSTRAP=1)
+
+.PHONY: all build test fuzz bench deps install clean
+
+all: build
+	install -m 0755 target/release/$(BIN) ./$(BIN)
+
+build:
+	$(CARGO) build --release --locked
+
+test:
+	$(CARGO) test --release --locked
+
+fuzz:
+	cd fuzz && $(FUZZ_ENV) $(CARGO) $(FUZZ_TOOLCHAIN) fuzz run decide -- -max_total_time=$(FUZZ_SECONDS)
+
+bench:
+	$(CARGO) bench --locked --bench decide
+
+deps:
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(DEBIAN_PACKAGES)
+
+install: build
+	install -D -m 0755 target/release/$(BIN) $(DESTDIR)$(PREFIX)/bin/$(BIN)
+
+clean:
+	$(CARGO) clean
+	rm -rf fuzz/target ./$(BIN)

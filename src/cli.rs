@@ -1,0 +1,126 @@
+//! Command-line interface: clap derive options, turned into a validated [`Config`] before
+//! anything starts. Sizes are MiB on the command line and KiB inside.
+
+use clap::{ArgAction, Parser};
+
+use crate::config::{Config, ConfigError};
+use crate::policy::PolicyConfig;
+use crate::units::mib_to_kib;
+
+const D: PolicyConfig = PolicyConfig::DEFAULT;
+
+/// Balances RAM between QEMU/KVM virtual machines through the virtio-balloon.
+///
+/// Every INTERVAL seconds it reads each VM's balloon statistics, grows the VMs that are about
+/// to run out of free memory and gently takes back memory that VMs leave unused.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "memory_coordinator", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Seconds between two balancing rounds (also the guests' stats period).
+    #[arg(value_name = "INTERVAL", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub interval: u64,
+
+    /// A VM with less free memory than this is starving (MiB).
+    #[arg(long, value_name = "MIB", default_value_t = D.vm_min_unused_kib / 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub vm_min_unused: u64,
+
+    /// The host never gives memory that would leave it with this much or less available (MiB).
+    #[arg(long, value_name = "MIB", default_value_t = D.host_min_free_kib / 1024, value_parser = clap::value_parser!(u64).range(0..=1 << 30))]
+    pub host_min_free: u64,
+
+    /// Hysteresis band: a VM gives memory back only when its spare memory exceeds what it must
+    /// keep by more than this (MiB).
+    #[arg(long, value_name = "MIB", default_value_t = D.shrink_band_kib / 1024, value_parser = clap::value_parser!(u64).range(0..=1 << 20))]
+    pub shrink_band: u64,
+
+    /// At most this share of a VM's excess is taken back per interval (percent, 1-100).
+    #[arg(long, value_name = "PERCENT", default_value_t = D.shrink_fraction_pct, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub shrink_fraction: u64,
+
+    /// At most this much is taken from one VM per interval (MiB).
+    #[arg(long, value_name = "MIB", default_value_t = D.shrink_step_max_kib / 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub shrink_step_max: u64,
+
+    /// No VM is shrunk below this size (MiB).
+    #[arg(long, value_name = "MIB", default_value_t = D.vm_min_size_kib / 1024, value_parser = clap::value_parser!(u64).range(0..=1 << 30))]
+    pub vm_min_size: u64,
+
+    /// Intervals of measured consumption a growing VM gets in advance.
+    #[arg(long, value_name = "N", default_value_t = D.lead_ticks, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub lead_ticks: u64,
+
+    /// Intervals without a new stats sample after which a VM's stats are stale and it is left alone.
+    #[arg(long, value_name = "N", default_value_t = D.stale_ticks, value_parser = clap::value_parser!(u32).range(2..=1000))]
+    pub stale_ticks: u32,
+
+    /// Intervals after a grow, or after swap/fault pressure, during which nothing is taken back.
+    #[arg(long, value_name = "N", default_value_t = D.holdoff_ticks, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub holdoff_ticks: u32,
+
+    /// More log output (-v: per-VM details each interval, -vv: protocol traces). RUST_LOG overrides.
+    #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Less log output (-q: warnings and errors only, -qq: errors only).
+    #[arg(short, long, action = ArgAction::Count)]
+    pub quiet: u8,
+}
+
+impl Cli {
+    /// Turns the parsed options into a validated configuration.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let policy = PolicyConfig {
+            interval_s: self.interval,
+            vm_min_unused_kib: mib_to_kib(self.vm_min_unused),
+            host_min_free_kib: mib_to_kib(self.host_min_free),
+            shrink_band_kib: mib_to_kib(self.shrink_band),
+            shrink_fraction_pct: self.shrink_fraction,
+            shrink_step_max_kib: mib_to_kib(self.shrink_step_max),
+            vm_min_size_kib: mib_to_kib(self.vm_min_size),
+            lead_ticks: self.lead_ticks,
+            stale_ticks: self.stale_ticks,
+            holdoff_ticks: self.holdoff_ticks,
+        };
+        let verbosity = i8::try_from(self.verbose).unwrap_or(i8::MAX) - i8::try_from(self.quiet).unwrap_or(i8::MAX);
+        Config::new(policy, verbosity)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("memory_coordinator").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_are_the_policy_defaults() {
+        let config = parse(&["1"]).unwrap().into_config().unwrap();
+        assert_eq!(config.policy, PolicyConfig::DEFAULT);
+    }
+
+    #[test]
+    fn sizes_are_mib_on_the_command_line() {
+        let config = parse(&["5", "--vm-min-unused", "150", "--host-min-free", "512"]).unwrap().into_config().unwrap();
+        assert_eq!(config.policy.interval_s, 5);
+        assert_eq!(config.policy.vm_min_unused_kib, 150 * 1024);
+        assert_eq!(config.policy.host_min_free_kib, 512 * 1024);
+    }
+
+    #[test]
+    fn bad_arguments_are_usage_errors() {
+        for args in
+            [&[][..], &["0"], &["-1"], &["abc"], &["1", "--shrink-fraction", "0"], &["1", "--bogus"], &["1", "2"]]
+        {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! libvirt backend: FFI bindings and the safe layer over them.
+
+pub mod ffi;
