@@ -1,9 +1,12 @@
 //! Command-line interface: clap derive options, turned into a validated [`Config`] before
 //! anything starts. Sizes are MiB on the command line and KiB inside.
 
+use std::path::PathBuf;
+
 use clap::{ArgAction, Parser};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{BackendChoice, Config, ConfigError};
+use crate::coordinator::LoopOptions;
 use crate::policy::PolicyConfig;
 use crate::units::mib_to_kib;
 
@@ -57,6 +60,30 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = D.holdoff_ticks, value_parser = clap::value_parser!(u32).range(0..=1000))]
     pub holdoff_ticks: u32,
 
+    /// libvirt connection URI.
+    #[arg(short = 'c', long, value_name = "URI", default_value = "qemu:///system")]
+    pub connect: String,
+
+    /// Decide and log, but never change a balloon.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Exit (status 0) at the first round that finds no running VM, instead of waiting for one.
+    #[arg(long)]
+    pub exit_when_idle: bool,
+
+    /// Print one JSON line per round on stdout (figures in KiB).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Stop after this many rounds.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub ticks: Option<u64>,
+
+    /// Read host memory from this file instead of /proc/meminfo (same format; for tests).
+    #[arg(long, value_name = "PATH", default_value = "/proc/meminfo", hide = true)]
+    pub meminfo: PathBuf,
+
     /// More log output (-v: per-VM details each interval, -vv: protocol traces). RUST_LOG overrides.
     #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
@@ -82,7 +109,14 @@ impl Cli {
             holdoff_ticks: self.holdoff_ticks,
         };
         let verbosity = i8::try_from(self.verbose).unwrap_or(i8::MAX) - i8::try_from(self.quiet).unwrap_or(i8::MAX);
-        Config::new(policy, verbosity)
+        let options = LoopOptions {
+            dry_run: self.dry_run,
+            exit_when_idle: self.exit_when_idle,
+            json: self.json,
+            max_ticks: self.ticks,
+        };
+        let backend = BackendChoice::Libvirt { uri: self.connect };
+        Config::new(policy, backend, options, self.meminfo, verbosity)
     }
 }
 

@@ -1,19 +1,45 @@
 //! The validated configuration the daemon runs with, built from the command line.
 
+use std::path::PathBuf;
+
+use crate::coordinator::LoopOptions;
 use crate::policy::{PolicyConfig, PolicyError};
+
+/// Which hypervisor interface serves the VMs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// libvirt, through the connection URI.
+    Libvirt { uri: String },
+}
 
 /// Everything `main` needs to start, checked before anything is started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub policy: PolicyConfig,
+    pub backend: BackendChoice,
+    pub options: LoopOptions,
+    /// Host memory figures (/proc/meminfo).
+    pub meminfo: PathBuf,
     /// Log verbosity: 0 is info, positive is more, negative is less.
     pub verbosity: i8,
 }
 
 impl Config {
-    pub fn new(policy: PolicyConfig, verbosity: i8) -> Result<Config, ConfigError> {
+    pub fn new(
+        policy: PolicyConfig,
+        backend: BackendChoice,
+        options: LoopOptions,
+        meminfo: PathBuf,
+        verbosity: i8,
+    ) -> Result<Config, ConfigError> {
         policy.validate().map_err(ConfigError::Policy)?;
-        Ok(Config { policy, verbosity })
+        match &backend {
+            BackendChoice::Libvirt { uri } if uri.is_empty() || uri.contains('\0') => {
+                return Err(ConfigError::Invalid("--connect needs a libvirt URI such as qemu:///system"));
+            }
+            BackendChoice::Libvirt { .. } => {}
+        }
+        Ok(Config { policy, backend, options, meminfo, verbosity })
     }
 
     /// The `log` level filter `-v`/`-q` ask for.
@@ -32,12 +58,14 @@ impl Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigError {
     Policy(PolicyError),
+    Invalid(&'static str),
 }
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ConfigError::Policy(e) => e.fmt(f),
+            ConfigError::Invalid(what) => f.write_str(what),
         }
     }
 }

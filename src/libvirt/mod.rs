@@ -1,3 +1,11 @@
-//! libvirt backend: FFI bindings and the safe layer over them.
+//! The libvirt backend: bindgen declarations (`ffi`), the safe layer that owns every handle
+//! and every `unsafe` block (`api`), and the backend the coordinator drives (`backend`).
 
+#[allow(unsafe_code)]
+mod api;
+mod backend;
+#[allow(unsafe_code)]
 pub mod ffi;
+
+pub use api::{Connection, Domain, DomainInfo, DomainList, Keepalive, LibvirtError, MemoryStats, init};
+pub use backend::{LibvirtBackend, LibvirtBackendError};

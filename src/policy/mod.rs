@@ -298,6 +298,24 @@ pub enum Hold {
     Steady,
 }
 
+impl Hold {
+    /// The reason as a short snake_case word, for JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hold::Absent => "absent",
+            Hold::NoStats => "no_stats",
+            Hold::Stale => "stale",
+            Hold::Inconsistent => "inconsistent",
+            Hold::AwaitingStats => "awaiting_stats",
+            Hold::AtMax => "at_max",
+            Hold::HostShort => "host_short",
+            Hold::Holdoff => "holdoff",
+            Hold::AtFloor => "at_floor",
+            Hold::Steady => "steady",
+        }
+    }
+}
+
 /// The decision for one slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {

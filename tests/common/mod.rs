@@ -2,3 +2,5 @@
 #![allow(dead_code)]
 
 pub mod counting_alloc;
+pub mod daemon;
+pub mod test_driver;

@@ -1,0 +1,486 @@
+//! The daemon loop. One round flows one way: the host's figures and a backend's `refresh` fill
+//! the snapshot, [`decide`] turns it into targets, the backend applies them (shrinks first, so
+//! memory is released before it is given), then one log line per action and, with `--json`, one
+//! JSON line per round on stdout.
+//!
+//! After warm-up a round allocates nothing on the Rust heap: every per-VM array is fixed, names
+//! are fixed-capacity text, and the JSON line is written through a buffer that is reused.
+
+use std::fmt;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+
+use crate::host::HostMemory;
+use crate::policy::{Action, Decision, Decisions, History, PolicyConfig, Snapshot, VmStats, decide, MAX_DOMAINS};
+use crate::shutdown::Shutdown;
+use crate::text::VmName;
+use crate::units::kib_to_mib;
+
+/// Where VM figures come from and where targets go: libvirt or QMP.
+pub trait Backend {
+    /// A failure of the whole backend (connection lost), or of one VM's action.
+    type Error: fmt::Display;
+
+    /// For the start-up log line, e.g. "libvirt qemu:///system".
+    fn describe(&self) -> String;
+
+    /// Reads every VM into `vms[slot]` (`None` where its figures could not be read) and
+    /// records in `roster` which slots hold a VM, their names, and which VMs are new to their
+    /// slot. Problems with one VM are logged and skip that VM; `Err` means the backend as a
+    /// whole is unavailable this round.
+    fn refresh(&mut self, vms: &mut [Option<VmStats>; MAX_DOMAINS], roster: &mut Roster) -> Result<(), Self::Error>;
+
+    /// Sets the balloon target (KiB) of the VM in `slot`.
+    fn apply(&mut self, slot: usize, target_kib: u64) -> Result<(), Self::Error>;
+}
+
+/// Who is in which slot this round.
+pub struct Roster {
+    pub names: [VmName; MAX_DOMAINS],
+    /// Seen this round.
+    pub present: [bool; MAX_DOMAINS],
+    /// New to its slot this round: its policy history must be forgotten.
+    pub arrived: [bool; MAX_DOMAINS],
+}
+
+impl Roster {
+    pub const EMPTY: Roster =
+        Roster { names: [VmName::EMPTY; MAX_DOMAINS], present: [false; MAX_DOMAINS], arrived: [false; MAX_DOMAINS] };
+
+    fn begin_round(&mut self) {
+        self.present = [false; MAX_DOMAINS];
+        self.arrived = [false; MAX_DOMAINS];
+    }
+
+    pub fn count(&self) -> usize {
+        self.present.iter().filter(|p| **p).count()
+    }
+}
+
+/// How the loop behaves, from the command line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoopOptions {
+    /// Decide and log, never change a balloon.
+    pub dry_run: bool,
+    /// Stop at the first round that finds no VM.
+    pub exit_when_idle: bool,
+    /// One JSON line per round on stdout.
+    pub json: bool,
+    /// Stop after this many rounds.
+    pub max_ticks: Option<u64>,
+}
+
+/// What the loop did, for the closing line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub ticks: u64,
+    pub grows: u64,
+    pub shrinks: u64,
+    pub failed_actions: u64,
+    pub granted_kib: u64,
+    pub released_kib: u64,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} rounds, {} grows (+{} MiB), {} shrinks (-{} MiB), {} failed actions",
+            self.ticks,
+            self.grows,
+            kib_to_mib(self.granted_kib),
+            self.shrinks,
+            kib_to_mib(self.released_kib),
+            self.failed_actions
+        )
+    }
+}
+
+/// How one round ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Round {
+    /// VMs were served (their number).
+    Served(usize),
+    /// The backend found no VM.
+    Idle,
+    /// The backend or the host figures were unavailable; nothing was decided.
+    Skipped,
+}
+
+/// The outcome of applying one decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Applied {
+    Nothing,
+    Done,
+    DryRun,
+    Failed,
+}
+
+impl Applied {
+    fn as_str(self) -> &'static str {
+        match self {
+            Applied::Nothing => "none",
+            Applied::Done => "done",
+            Applied::DryRun => "dry_run",
+            Applied::Failed => "failed",
+        }
+    }
+}
+
+/// The loop's state: the backend, the host reader and the fixed arrays it reuses each round.
+pub struct Coordinator<B: Backend> {
+    policy: PolicyConfig,
+    options: LoopOptions,
+    backend: B,
+    host: HostMemory,
+    snapshot: Box<Snapshot>,
+    history: Box<History>,
+    roster: Box<Roster>,
+    applied: [Applied; MAX_DOMAINS],
+    /// Needy VMs that did not get all they needed last round (logged on change only).
+    short: [bool; MAX_DOMAINS],
+    backend_down: bool,
+    summary: Summary,
+    started: Instant,
+    json: Vec<u8>,
+    json_out: Option<Box<dyn Write>>,
+}
+
+impl<B: Backend> Coordinator<B> {
+    pub fn new(policy: PolicyConfig, options: LoopOptions, backend: B, host: HostMemory) -> Self {
+        Coordinator {
+            policy,
+            options,
+            backend,
+            host,
+            snapshot: Box::new(Snapshot::EMPTY),
+            history: Box::new(History::EMPTY),
+            roster: Box::new(Roster::EMPTY),
+            applied: [Applied::Nothing; MAX_DOMAINS],
+            short: [false; MAX_DOMAINS],
+            backend_down: false,
+            summary: Summary::default(),
+            started: Instant::now(),
+            json: Vec::with_capacity(64 * 1024),
+            json_out: options.json.then(|| Box::new(std::io::stdout()) as Box<dyn Write>),
+        }
+    }
+
+    /// Sends the JSON lines (`--json`) to `out` instead of stdout.
+    pub fn with_json_output(mut self, out: Box<dyn Write>) -> Self {
+        self.json_out = Some(out);
+        self
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
+    }
+
+    pub fn summary(&self) -> Summary {
+        self.summary
+    }
+
+    /// Runs rounds every `interval` until a shutdown request, `max_ticks`, or (with
+    /// `exit_when_idle`) a round without VMs. Never panics on backend trouble: it is logged and
+    /// the next round tries again.
+    pub fn run(&mut self, shutdown: &Shutdown) -> Summary {
+        let interval = Duration::from_secs(self.policy.interval_s.max(1));
+        log::info!(
+            "serving {} every {} s{}",
+            self.backend.describe(),
+            interval.as_secs(),
+            if self.options.dry_run { " (dry run: no balloon is changed)" } else { "" }
+        );
+        let mut next = Instant::now();
+        while !shutdown.requested() {
+            let round = self.tick();
+            if self.options.exit_when_idle && round == Round::Idle {
+                log::info!("no running VM: exiting (--exit-when-idle)");
+                break;
+            }
+            if self.options.max_ticks.is_some_and(|max| self.summary.ticks >= max) {
+                break;
+            }
+            // Fixed rate; a round that overran starts the next at once rather than drifting.
+            next += interval;
+            let now = Instant::now();
+            if next < now {
+                next = now;
+            }
+            if shutdown.wait_until(next) {
+                break;
+            }
+        }
+        log::info!("stopped: {}", self.summary);
+        self.summary
+    }
+
+    /// One round: read, decide, act, report.
+    pub fn tick(&mut self) -> Round {
+        self.summary.ticks += 1;
+        self.snapshot.vms = [None; MAX_DOMAINS];
+        self.roster.begin_round();
+        self.applied = [Applied::Nothing; MAX_DOMAINS];
+
+        match self.host.read() {
+            Ok(host) => self.snapshot.host = host,
+            Err(e) => {
+                log::error!("{e}; skipping this round");
+                return Round::Skipped;
+            }
+        }
+        if let Err(e) = self.backend.refresh(&mut self.snapshot.vms, &mut self.roster) {
+            if !self.backend_down {
+                log::warn!("{e}; VMs are not served until it is back");
+                self.backend_down = true;
+            }
+            return Round::Skipped;
+        }
+        if self.backend_down {
+            log::info!("{} is back", self.backend.describe());
+            self.backend_down = false;
+        }
+        for (slot, arrived) in self.roster.arrived.iter().enumerate() {
+            if *arrived {
+                self.history.reset(slot);
+                self.short[slot] = false;
+            }
+        }
+
+        let decisions = decide(&self.policy, &self.snapshot, &mut self.history);
+        // Shrinks first: the memory they release is what some grows are funded with.
+        for pass_shrinks in [true, false] {
+            for slot in 0..MAX_DOMAINS {
+                self.act(slot, &decisions.vms[slot], pass_shrinks);
+            }
+        }
+        self.report(&decisions);
+
+        match self.roster.count() {
+            0 => Round::Idle,
+            n => Round::Served(n),
+        }
+    }
+
+    fn act(&mut self, slot: usize, d: &Decision, pass_shrinks: bool) {
+        let (target_kib, verb) = match d.action {
+            Action::Shrink { target_kib } if pass_shrinks => (target_kib, "shrink"),
+            Action::Grow { target_kib } if !pass_shrinks => (target_kib, "grow"),
+            Action::Hold(_) | Action::Grow { .. } | Action::Shrink { .. } => {
+                if !pass_shrinks {
+                    self.note_shortage(slot, d);
+                }
+                return;
+            }
+        };
+        let Some(vm) = self.snapshot.vms[slot] else { return };
+        let name = self.roster.names[slot];
+        let (from, to) = (kib_to_mib(vm.actual_kib), kib_to_mib(target_kib));
+        let unused = kib_to_mib(d.unused_now_kib.unwrap_or(0));
+        let dry = if self.options.dry_run { " [dry run]" } else { "" };
+        if verb == "grow" {
+            let rate = kib_to_mib(d.consumption_kib_s);
+            log::info!("grow {name} {from} -> {to} MiB (unused {unused} MiB, consuming {rate} MiB/s){dry}");
+        } else {
+            log::info!("shrink {name} {from} -> {to} MiB (unused {unused} MiB){dry}");
+        }
+        if !pass_shrinks {
+            self.note_shortage(slot, d);
+        }
+        if self.options.dry_run {
+            self.applied[slot] = Applied::DryRun;
+            return;
+        }
+        match self.backend.apply(slot, target_kib) {
+            Ok(()) => {
+                self.applied[slot] = Applied::Done;
+                let moved = target_kib.abs_diff(vm.actual_kib);
+                if pass_shrinks {
+                    self.summary.shrinks += 1;
+                    self.summary.released_kib = self.summary.released_kib.saturating_add(moved);
+                } else {
+                    self.summary.grows += 1;
+                    self.summary.granted_kib = self.summary.granted_kib.saturating_add(moved);
+                }
+            }
+            Err(e) => {
+                self.applied[slot] = Applied::Failed;
+                self.summary.failed_actions += 1;
+                log::warn!("{verb} {name} {from} -> {to} MiB failed: {e}; skipping it this round");
+            }
+        }
+    }
+
+    /// Logs when a VM starts or stops being short of memory the host could not give.
+    fn note_shortage(&mut self, slot: usize, d: &Decision) {
+        let short = d.short_kib > 0;
+        if short == self.short[slot] {
+            return;
+        }
+        self.short[slot] = short;
+        let name = &self.roster.names[slot];
+        if short {
+            log::warn!(
+                "{name} needs {} MiB more than the host can give (host available {} MiB, reserve {} MiB)",
+                kib_to_mib(d.short_kib),
+                kib_to_mib(self.snapshot.host.available_kib),
+                kib_to_mib(self.policy.host_min_free_kib)
+            );
+        } else {
+            log::info!("{name} is no longer short of memory");
+        }
+    }
+
+    fn report(&mut self, decisions: &Decisions) {
+        if log::log_enabled!(log::Level::Debug) {
+            let host = &self.snapshot.host;
+            log::debug!(
+                "round {}: host available {} MiB of {} MiB, {} VMs, demand {} MiB, granted {} MiB, released {} MiB{}",
+                self.summary.ticks,
+                kib_to_mib(host.available_kib),
+                kib_to_mib(host.total_kib),
+                self.roster.count(),
+                kib_to_mib(decisions.demand_kib),
+                kib_to_mib(decisions.granted_kib),
+                kib_to_mib(decisions.released_kib),
+                if decisions.pressure { " (host short: band waived)" } else { "" }
+            );
+            for slot in (0..MAX_DOMAINS).filter(|s| self.roster.present[*s]) {
+                let d = &decisions.vms[slot];
+                match &self.snapshot.vms[slot] {
+                    Some(vm) => log::debug!(
+                        "  {}: actual {} MiB, max {} MiB, unused {}, keep {} MiB, consuming {} MiB/s: {:?}",
+                        self.roster.names[slot],
+                        kib_to_mib(vm.actual_kib),
+                        kib_to_mib(vm.max_kib),
+                        OptMib(d.unused_now_kib),
+                        kib_to_mib(d.keep_kib),
+                        kib_to_mib(d.consumption_kib_s),
+                        d.action
+                    ),
+                    None => log::debug!("  {}: no figures this round", self.roster.names[slot]),
+                }
+            }
+        }
+        if self.json_out.is_some() {
+            self.write_json(decisions);
+        }
+    }
+
+    fn write_json(&mut self, decisions: &Decisions) {
+        // The buffer is taken out while the line borrows the rest of self, then put back, so
+        // its capacity is reused round after round.
+        let mut buf = std::mem::take(&mut self.json);
+        buf.clear();
+        let encoded = serde_json::to_writer(&mut buf, &JsonRound { c: self, decisions });
+        buf.push(b'\n');
+        let written = encoded.map_err(std::io::Error::from).and_then(|()| match &mut self.json_out {
+            Some(out) => out.write_all(&buf).and_then(|()| out.flush()),
+            None => Ok(()),
+        });
+        if let Err(e) = written {
+            log::warn!("cannot write the JSON line: {e}; JSON output stops");
+            self.json_out = None;
+        }
+        self.json = buf;
+    }
+}
+
+/// An optional KiB figure shown in MiB, or "unknown".
+struct OptMib(Option<u64>);
+
+impl fmt::Display for OptMib {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(kib) => write!(f, "{} MiB", kib_to_mib(kib)),
+            None => f.write_str("unknown"),
+        }
+    }
+}
+
+/// One round as a JSON object (`--json`): figures in KiB, names as reported.
+struct JsonRound<'a, B: Backend> {
+    c: &'a Coordinator<B>,
+    decisions: &'a Decisions,
+}
+
+impl<B: Backend> Serialize for JsonRound<'_, B> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let c = self.c;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("round", &c.summary.ticks)?;
+        m.serialize_entry("elapsed_ms", &u64::try_from(c.started.elapsed().as_millis()).unwrap_or(u64::MAX))?;
+        m.serialize_entry("host_available_kib", &c.snapshot.host.available_kib)?;
+        m.serialize_entry("host_total_kib", &c.snapshot.host.total_kib)?;
+        m.serialize_entry("dry_run", &c.options.dry_run)?;
+        m.serialize_entry("pressure", &self.decisions.pressure)?;
+        m.serialize_entry("vms", &JsonVms { c, decisions: self.decisions })?;
+        m.end()
+    }
+}
+
+struct JsonVms<'a, B: Backend> {
+    c: &'a Coordinator<B>,
+    decisions: &'a Decisions,
+}
+
+impl<B: Backend> Serialize for JsonVms<'_, B> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let c = self.c;
+        let mut seq = s.serialize_seq(None)?;
+        for slot in (0..MAX_DOMAINS).filter(|s| c.roster.present[*s]) {
+            seq.serialize_element(&JsonVm {
+                name: c.roster.names[slot].as_str(),
+                vm: c.snapshot.vms[slot].as_ref(),
+                d: &self.decisions.vms[slot],
+                applied: c.applied[slot],
+            })?;
+        }
+        seq.end()
+    }
+}
+
+struct JsonVm<'a> {
+    name: &'a str,
+    vm: Option<&'a VmStats>,
+    d: &'a Decision,
+    applied: Applied,
+}
+
+impl Serialize for JsonVm<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("name", self.name)?;
+        if let Some(vm) = self.vm {
+            m.serialize_entry("actual_kib", &vm.actual_kib)?;
+            m.serialize_entry("max_kib", &vm.max_kib)?;
+            m.serialize_entry("unused_kib", &vm.unused_kib)?;
+            m.serialize_entry("usable_kib", &vm.usable_kib)?;
+            m.serialize_entry("available_kib", &vm.available_kib)?;
+            m.serialize_entry("last_update_s", &vm.last_update_s)?;
+        }
+        m.serialize_entry("unused_now_kib", &self.d.unused_now_kib)?;
+        m.serialize_entry("keep_kib", &self.d.keep_kib)?;
+        m.serialize_entry("consumption_kib_s", &self.d.consumption_kib_s)?;
+        let (action, target) = match self.d.action {
+            Action::Grow { target_kib } => ("grow", Some(target_kib)),
+            Action::Shrink { target_kib } => ("shrink", Some(target_kib)),
+            Action::Hold(_) => ("hold", None),
+        };
+        m.serialize_entry("action", action)?;
+        m.serialize_entry("target_kib", &target)?;
+        if let Action::Hold(why) = self.d.action {
+            m.serialize_entry("hold", why.as_str())?;
+        }
+        m.serialize_entry("short_kib", &self.d.short_kib)?;
+        m.serialize_entry("applied", self.applied.as_str())?;
+        m.end()
+    }
+}

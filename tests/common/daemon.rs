@@ -1,0 +1,108 @@
+//! Runs the real `memory_coordinator` binary and reads what it says.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_memory_coordinator");
+
+/// Runs the binary to completion.
+pub fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).env_remove("RUST_LOG").output().expect("the binary runs")
+}
+
+/// The JSON lines the binary printed on stdout.
+pub fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
+
+/// A running daemon whose stderr is read line by line on a thread.
+pub struct Daemon {
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+    pub stderr: Vec<String>,
+}
+
+impl Daemon {
+    pub fn start(args: &[&str]) -> Daemon {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Daemon { child, lines, stderr: Vec::new() }
+    }
+
+    /// Waits for a stderr line containing `needle`.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.stderr.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line with {needle:?} within {timeout:?}; got:\n{}", self.stderr.join("\n")),
+            }
+        }
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// Waits for the exit; returns its code and how long it took.
+    pub fn wait_exit(&mut self, timeout: Duration) -> (Option<i32>, Duration) {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                    self.stderr.push(line);
+                }
+                return (status.code(), start.elapsed());
+            }
+            if start.elapsed() > timeout {
+                let _ = self.child.kill();
+                panic!("still running after {timeout:?}; stderr:\n{}", self.stderr.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Reads all of a reader into a string (for child pipes).
+pub fn read_all(mut r: impl Read) -> String {
+    let mut s = String::new();
+    r.read_to_string(&mut s).unwrap();
+    s
+}
