@@ -1,9 +1,9 @@
 //! The guarantees `decide()` gives for every input, as checks shared by the property tests
 //! (`cargo test`) and the `decide` fuzz target, so both hold the policy to the same list:
 //!
-//! 1. [`no_action_without_fresh_stats`]: empty slots, VMs without stats (no free-memory figure
-//!    or `last_update` 0) and VMs whose stats stopped advancing for `stale_ticks` ticks get no
-//!    action.
+//! 1. [`no_action_without_fresh_stats`]: empty slots, VMs seen for the first time, VMs without
+//!    stats (no free-memory figure or `last_update` 0) and VMs whose stats stopped advancing for
+//!    `stale_ticks` ticks get no action.
 //! 2. [`targets_within_bounds`]: a grow ends within `(actual, max]`, a shrink within
 //!    `[vm_min_size, actual)`.
 //! 3. [`shrink_keeps_threshold`]: no shrink leaves the VM's predicted free memory below what
@@ -82,6 +82,9 @@ pub fn no_action_without_fresh_stats(
 ) -> Result<(), &'static str> {
     if (vm.unused_kib.is_none() || vm.last_update_s == Some(0)) && acts(d) {
         return Err("a VM without stats got an action");
+    }
+    if h.actual_kib.is_none() && acts(d) {
+        return Err("a VM seen for the first time got an action");
     }
     let same_stamp = vm.last_update_s.is_some() && vm.last_update_s == h.last_update_s;
     if h.update_advanced && same_stamp && h.ticks_unchanged.saturating_add(1) >= config.stale_ticks && acts(d) {

@@ -11,7 +11,9 @@
 //!    rises and decayed by 25 % per sample when it falls) and, when the balloon is at rest, the
 //!    constant offset between the balloon size and the guest's MemTotal. The offset lets the
 //!    policy estimate the guest's free memory *now* even if a sample was taken before the last
-//!    balloon move landed, so one sample is never counted twice.
+//!    balloon move landed, so one sample is never counted twice. A VM seen for the first
+//!    time, or whose balloon moved without reaching our last target (someone else's target is
+//!    in flight), is left alone for up to 5 rounds until it rests.
 //! 2. **Classify.** `keep = vm_min_unused + rate × lead_ticks × interval` is the free memory a
 //!    VM must keep. A VM with less (or one that swapped in) is *needy*: it should grow to
 //!    `keep + band/2`. A VM with more is a potential *donor* of
@@ -45,6 +47,11 @@ const RATE_DECAY_PCT: u64 = 25;
 /// Major page faults per second above which a guest counts as under memory pressure
 /// (re-reading evicted pages), so nothing is taken from it for `holdoff_ticks`.
 const PRESSURE_MAJOR_FAULTS_PER_S: u64 = 100;
+
+/// Rounds a VM is left alone while its balloon moves towards a target that is not ours (set
+/// by libvirt at boot, or by an operator): acting on a moving balloon would override that
+/// target with one computed from a size that is about to change.
+const SETTLE_TICKS: u32 = 5;
 
 /// Smallest balloon change worth making when the band is waived or a grant is rationed:
 /// below this a move costs the guest more than it returns.
@@ -220,6 +227,10 @@ pub struct VmHistory {
     pub major_faults: Option<u64>,
     /// The sample timestamp the last action was based on.
     pub acted_on_update_s: Option<u64>,
+    /// The last target we set.
+    pub target_kib: Option<u64>,
+    /// Consecutive rounds held because the balloon was moving to a target not ours.
+    pub ticks_settling: u32,
     pub ticks_since_grow: u32,
     pub ticks_since_shrink: u32,
     pub ticks_since_pressure: u32,
@@ -238,6 +249,8 @@ impl VmHistory {
         swap_out_kib: None,
         major_faults: None,
         acted_on_update_s: None,
+        target_kib: None,
+        ticks_settling: 0,
         ticks_since_grow: u32::MAX,
         ticks_since_shrink: u32::MAX,
         ticks_since_pressure: u32::MAX,
@@ -286,6 +299,8 @@ pub enum Hold {
     Inconsistent,
     /// This sample was already acted on; wait for one that shows the result.
     AwaitingStats,
+    /// Seen for the first time, or its balloon is moving to a target that is not ours.
+    Settling,
     /// Needs memory but is at its max.
     AtMax,
     /// Needs memory but the host and the other VMs have none to give.
@@ -307,6 +322,7 @@ impl Hold {
             Hold::Stale => "stale",
             Hold::Inconsistent => "inconsistent",
             Hold::AwaitingStats => "awaiting_stats",
+            Hold::Settling => "settling",
             Hold::AtMax => "at_max",
             Hold::HostShort => "host_short",
             Hold::Holdoff => "holdoff",
@@ -473,7 +489,9 @@ pub fn decide(config: &PolicyConfig, snapshot: &Snapshot, history: &mut History)
                     h.ticks_since_grow = 0;
                     h.acted_on_update_s = v.update_s;
                     let grant = u64::try_from(grant).unwrap_or(u64::MAX);
-                    Action::Grow { target_kib: v.actual_kib.saturating_add(grant) }
+                    let target_kib = v.actual_kib.saturating_add(grant);
+                    h.target_kib = Some(target_kib);
+                    Action::Grow { target_kib }
                 }
             }
             Class::Donor { .. } => {
@@ -483,7 +501,9 @@ pub fn decide(config: &PolicyConfig, snapshot: &Snapshot, history: &mut History)
                 } else {
                     h.ticks_since_shrink = 0;
                     h.acted_on_update_s = v.update_s;
-                    Action::Shrink { target_kib: v.actual_kib - release }
+                    let target_kib = v.actual_kib - release;
+                    h.target_kib = Some(target_kib);
+                    Action::Shrink { target_kib }
                 }
             }
         };
@@ -501,6 +521,7 @@ fn observe(config: &PolicyConfig, vm: &VmStats, h: &mut VmHistory) -> View {
     h.ticks_since_grow = h.ticks_since_grow.saturating_add(1);
     h.ticks_since_shrink = h.ticks_since_shrink.saturating_add(1);
     h.ticks_since_pressure = h.ticks_since_pressure.saturating_add(1);
+    let first_sight = h.actual_kib.is_none();
     let at_rest = h.actual_kib == Some(vm.actual_kib);
     h.actual_kib = Some(vm.actual_kib);
 
@@ -542,7 +563,6 @@ fn observe(config: &PolicyConfig, vm: &VmStats, h: &mut VmHistory) -> View {
     if !fresh && h.acted_on_update_s.is_some() && h.acted_on_update_s == vm.last_update_s {
         return hold(view, Hold::AwaitingStats);
     }
-
     let swapped_in = if fresh { counter_delta(vm.swap_in_kib, h.swap_in_kib) } else { 0 };
     if fresh {
         let swapped_out = counter_delta(vm.swap_out_kib, h.swap_out_kib);
@@ -553,6 +573,18 @@ fn observe(config: &PolicyConfig, vm: &VmStats, h: &mut VmHistory) -> View {
         h.swap_in_kib = vm.swap_in_kib;
         h.swap_out_kib = vm.swap_out_kib;
         h.major_faults = vm.major_faults;
+    }
+
+    // A balloon that moved since last round without reaching our target is on its way to
+    // someone else's; a VM seen for the first time may be too (libvirt balloons guests down
+    // right after boot). Wait for it to rest, for a bounded number of rounds.
+    let foreign_move = !at_rest && h.target_kib != Some(vm.actual_kib);
+    if first_sight || (foreign_move && h.ticks_settling < SETTLE_TICKS) {
+        h.ticks_settling = h.ticks_settling.saturating_add(1);
+        return hold(view, Hold::Settling);
+    }
+    if !foreign_move {
+        h.ticks_settling = 0;
     }
 
     if unused_now < keep || swapped_in > 0 {

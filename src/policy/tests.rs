@@ -40,6 +40,22 @@ fn run(c: &PolicyConfig, s: &Snapshot, h: &mut History) -> Decisions {
     d
 }
 
+/// Runs `s` after a first look at the same VMs one second earlier (a VM seen for the first
+/// time is only observed), so the tick under test sees VMs at rest.
+fn run_settled(c: &PolicyConfig, s: &Snapshot, h: &mut History) -> Decisions {
+    let mut first = *s;
+    for vm in first.vms.iter_mut().flatten() {
+        vm.last_update_s = vm.last_update_s.map(|t| t - 1);
+    }
+    let d = run(c, &first, h);
+    for (vm, d) in first.vms.iter().zip(&d.vms) {
+        if vm.is_some() {
+            assert_eq!(d.action, Action::Hold(Hold::Settling), "a first look must not act");
+        }
+    }
+    run(c, s, h)
+}
+
 fn target_mib(a: Action) -> Option<u64> {
     match a {
         Action::Grow { target_kib } | Action::Shrink { target_kib } => Some(kib_to_mib(target_kib)),
@@ -51,7 +67,7 @@ fn target_mib(a: Action) -> Option<u64> {
 fn starving_vm_without_known_consumption_grows_to_threshold_plus_half_band() {
     // 512 MiB VM with 60 MiB free, first sample: grow to 100 + 64 = 164 MiB free.
     let mut h = History::EMPTY;
-    let d = run(&cfg(), &snapshot(8192, &[vm(512, 2048, 60, 1000)]), &mut h);
+    let d = run_settled(&cfg(), &snapshot(8192, &[vm(512, 2048, 60, 1000)]), &mut h);
     assert_eq!(d.vms[0].action, Action::Grow { target_kib: mib_to_kib(512 + 104) });
 }
 
@@ -141,7 +157,7 @@ fn a_clock_that_never_moved_is_frozen_not_stale() {
 #[test]
 fn a_sample_already_acted_on_is_not_acted_on_again() {
     let mut h = History::EMPTY;
-    let d = run(&cfg(), &snapshot(8192, &[vm(512, 2048, 60, 100)]), &mut h);
+    let d = run_settled(&cfg(), &snapshot(8192, &[vm(512, 2048, 60, 100)]), &mut h);
     assert!(matches!(d.vms[0].action, Action::Grow { .. }));
     // Next tick, the balloon has moved but the guest has not answered yet.
     let d = run(&cfg(), &snapshot(8192, &[vm(616, 2048, 60, 100)]), &mut h);
@@ -164,35 +180,59 @@ fn a_sample_taken_before_a_grow_landed_is_not_counted_twice() {
 
     let mut b = vm(880, 2048, 56, 3);
     b.available_kib = Some(mib_to_kib(848));
+    // The outside change is waited out for one round (the balloon moved, not to our target).
+    let d = run(&cfg(), &snapshot(8192, &[b]), &mut h);
+    assert_eq!(d.vms[0].action, Action::Hold(Hold::Settling));
+    b.last_update_s = Some(4);
     let d = run(&cfg(), &snapshot(8192, &[b]), &mut h);
     assert_eq!(d.vms[0].action, Action::Grow { target_kib: mib_to_kib(880 + 108) });
 
     b.actual_kib = mib_to_kib(988);
-    b.last_update_s = Some(4);
+    b.last_update_s = Some(5);
     let d = run(&cfg(), &snapshot(8192, &[b]), &mut h);
     assert_eq!(d.vms[0].unused_now_kib, Some(mib_to_kib(164)));
     assert_eq!(d.vms[0].action, Action::Hold(Hold::Holdoff));
 }
 
 #[test]
+fn a_balloon_moving_to_someone_elses_target_is_left_alone_until_it_rests() {
+    // libvirt balloons a freshly booted guest from 2048 to 512 MiB: seen mid-way at 1969 MiB
+    // with 1858 MiB free, it must not be given a target of its own until it rests.
+    let mut h = History::EMPTY;
+    let d = run(&cfg(), &snapshot(8192, &[vm(1969, 2048, 1858, 10)]), &mut h);
+    assert_eq!(d.vms[0].action, Action::Hold(Hold::Settling));
+    let d = run(&cfg(), &snapshot(8192, &[vm(1100, 2048, 990, 11)]), &mut h);
+    assert_eq!(d.vms[0].action, Action::Hold(Hold::Settling));
+    let d = run(&cfg(), &snapshot(8192, &[vm(512, 2048, 400, 12)]), &mut h);
+    // Still moving after two rounds: no longer waited for.
+    assert!(matches!(d.vms[0].action, Action::Shrink { .. }), "{:?}", d.vms[0]);
+    // At rest, it is served at once.
+    let mut h = History::EMPTY;
+    run(&cfg(), &snapshot(8192, &[vm(1969, 2048, 1857, 10)]), &mut h);
+    run(&cfg(), &snapshot(8192, &[vm(512, 2048, 400, 11)]), &mut h);
+    let d = run(&cfg(), &snapshot(8192, &[vm(512, 2048, 400, 12)]), &mut h);
+    assert_eq!(d.vms[0].action, Action::Shrink { target_kib: mib_to_kib(512 - 75) });
+}
+
+#[test]
 fn idle_vm_gives_a_quarter_of_its_excess_per_tick_at_most() {
     // The course example: a VM with 300 MiB free must not give 200 MiB in one step.
     let mut h = History::EMPTY;
-    let d = run(&cfg(), &snapshot(8192, &[vm(1024, 2048, 300, 1)]), &mut h);
+    let d = run_settled(&cfg(), &snapshot(8192, &[vm(1024, 2048, 300, 10)]), &mut h);
     assert_eq!(d.vms[0].action, Action::Shrink { target_kib: mib_to_kib(1024 - 50) });
 }
 
 #[test]
 fn shrink_step_is_capped() {
     let mut h = History::EMPTY;
-    let d = run(&cfg(), &snapshot(8192, &[vm(2048, 2048, 1900, 1)]), &mut h);
+    let d = run_settled(&cfg(), &snapshot(8192, &[vm(2048, 2048, 1900, 10)]), &mut h);
     assert_eq!(target_mib(d.vms[0].action), Some(2048 - 256));
 }
 
 #[test]
 fn vm_within_the_band_is_steady() {
     let mut h = History::EMPTY;
-    let d = run(&cfg(), &snapshot(8192, &[vm(1024, 2048, 220, 1)]), &mut h);
+    let d = run_settled(&cfg(), &snapshot(8192, &[vm(1024, 2048, 220, 10)]), &mut h);
     assert_eq!(d.vms[0].action, Action::Hold(Hold::Steady));
 }
 
@@ -200,9 +240,9 @@ fn vm_within_the_band_is_steady() {
 fn just_grown_vm_is_not_shrunk() {
     let c = cfg();
     let mut h = History::EMPTY;
-    run(&c, &snapshot(8192, &[vm(512, 2048, 60, 1)]), &mut h);
+    run_settled(&c, &snapshot(8192, &[vm(512, 2048, 60, 10)]), &mut h);
     // The guest freed everything right after the grow.
-    for t in 2..(1 + u64::from(c.holdoff_ticks)) {
+    for t in 11..(10 + u64::from(c.holdoff_ticks)) {
         let d = run(&c, &snapshot(8192, &[vm(616, 2048, 500, t)]), &mut h);
         assert_eq!(d.vms[0].action, Action::Hold(Hold::Holdoff), "tick {t}");
     }
@@ -213,16 +253,16 @@ fn just_grown_vm_is_not_shrunk() {
 #[test]
 fn shrink_stops_at_the_minimum_size() {
     let mut h = History::EMPTY;
-    let d = run(&cfg(), &snapshot(8192, &[vm(300, 2048, 280, 1)]), &mut h);
+    let d = run_settled(&cfg(), &snapshot(8192, &[vm(300, 2048, 280, 10)]), &mut h);
     assert_eq!(target_mib(d.vms[0].action), Some(256));
-    let d = run(&cfg(), &snapshot(8192, &[vm(256, 2048, 236, 2)]), &mut h);
+    let d = run(&cfg(), &snapshot(8192, &[vm(256, 2048, 236, 11)]), &mut h);
     assert_eq!(d.vms[0].action, Action::Hold(Hold::AtFloor));
 }
 
 #[test]
 fn starving_vm_at_its_max_is_held() {
     let mut h = History::EMPTY;
-    let d = run(&cfg(), &snapshot(8192, &[vm(2048, 2048, 30, 1)]), &mut h);
+    let d = run_settled(&cfg(), &snapshot(8192, &[vm(2048, 2048, 30, 10)]), &mut h);
     assert_eq!(d.vms[0].action, Action::Hold(Hold::AtMax));
 }
 
@@ -230,12 +270,12 @@ fn starving_vm_at_its_max_is_held() {
 fn growth_stops_short_of_the_host_reserve() {
     // Host has 250 MiB available: at most 49 MiB + 1023 KiB may be given.
     let mut h = History::EMPTY;
-    let d = run(&cfg(), &snapshot(250, &[vm(512, 2048, 60, 1)]), &mut h);
+    let d = run_settled(&cfg(), &snapshot(250, &[vm(512, 2048, 60, 10)]), &mut h);
     let Action::Grow { target_kib } = d.vms[0].action else { panic!() };
     assert_eq!(target_kib, mib_to_kib(512 + 50) - 1);
     assert!(d.vms[0].short_kib > 0);
     let mut other = History::EMPTY;
-    let d = run(&cfg(), &snapshot(200, &[vm(512, 2048, 60, 2)]), &mut other);
+    let d = run_settled(&cfg(), &snapshot(200, &[vm(512, 2048, 60, 10)]), &mut other);
     assert_eq!(d.vms[0].action, Action::Hold(Hold::HostShort));
 }
 
@@ -244,7 +284,7 @@ fn an_idle_vm_funds_a_starving_one_when_the_host_is_at_its_reserve() {
     // Host at its reserve; vm1 needs 124 MiB, vm2 has 500 MiB of excess and gives 125 MiB in
     // its normal step, which covers vm1 without waiving the band.
     let mut h = History::EMPTY;
-    let d = run(&cfg(), &snapshot(200, &[vm(512, 2048, 40, 1), vm(1024, 2048, 600, 1)]), &mut h);
+    let d = run_settled(&cfg(), &snapshot(200, &[vm(512, 2048, 40, 10), vm(1024, 2048, 600, 10)]), &mut h);
     assert!(!d.pressure);
     assert_eq!(target_mib(d.vms[1].action), Some(1024 - 125));
     assert_eq!(d.vms[0].action, Action::Grow { target_kib: mib_to_kib(512 + 124) });
@@ -255,7 +295,7 @@ fn host_short_waives_the_band_to_move_memory_vm_to_vm() {
     // Host at its reserve; vm1 starving, vm2 has 120 MiB of excess, inside the band (left
     // alone in normal times). Under pressure it gives a quarter of it to vm1.
     let mut h = History::EMPTY;
-    let d = run(&cfg(), &snapshot(200, &[vm(512, 2048, 40, 1), vm(1024, 2048, 220, 1)]), &mut h);
+    let d = run_settled(&cfg(), &snapshot(200, &[vm(512, 2048, 40, 10), vm(1024, 2048, 220, 10)]), &mut h);
     assert!(d.pressure);
     assert_eq!(d.vms[1].action, Action::Shrink { target_kib: mib_to_kib(1024 - 30) });
     assert_eq!(d.vms[0].action, Action::Grow { target_kib: mib_to_kib(512 + 30) - 1 });
@@ -267,7 +307,7 @@ fn host_under_its_reserve_takes_back_inside_the_band() {
     // No VM needs memory but the host is 100 MiB under its reserve: take from a VM whose
     // excess is inside the band (normally left alone).
     let mut h = History::EMPTY;
-    let d = run(&cfg(), &snapshot(100, &[vm(1024, 2048, 200, 1)]), &mut h);
+    let d = run_settled(&cfg(), &snapshot(100, &[vm(1024, 2048, 200, 10)]), &mut h);
     assert!(d.pressure);
     assert_eq!(target_mib(d.vms[0].action), Some(1024 - 25));
 }
@@ -276,7 +316,7 @@ fn host_under_its_reserve_takes_back_inside_the_band() {
 fn short_supply_is_shared_in_proportion_to_need() {
     // Two starving VMs need 104 and 154 MiB; the host can give 129 MiB (+1023 KiB).
     let mut h = History::EMPTY;
-    let d = run(&cfg(), &snapshot(330, &[vm(512, 2048, 60, 1), vm(512, 2048, 10, 1)]), &mut h);
+    let d = run_settled(&cfg(), &snapshot(330, &[vm(512, 2048, 60, 10), vm(512, 2048, 10, 10)]), &mut h);
     let g0 = target_mib(d.vms[0].action).unwrap() - 512;
     let g1 = target_mib(d.vms[1].action).unwrap() - 512;
     assert!(g0 + g1 <= 130);

@@ -20,11 +20,14 @@ pub fn json_lines(out: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// A running daemon whose stderr is read line by line on a thread.
+/// A running daemon whose stderr and stdout are read line by line on threads.
 pub struct Daemon {
     pub child: Child,
     lines: mpsc::Receiver<String>,
     pub stderr: Vec<String>,
+    json: mpsc::Receiver<serde_json::Value>,
+    /// JSON lines (`--json`) received so far.
+    pub rounds: Vec<serde_json::Value>,
 }
 
 impl Daemon {
@@ -32,11 +35,21 @@ impl Daemon {
         let mut child = Command::new(BIN)
             .args(args)
             .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("the binary starts");
         let stderr = child.stderr.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (json_tx, json) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad JSON line {line:?}: {e}"));
+                if json_tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -45,7 +58,23 @@ impl Daemon {
                 }
             }
         });
-        Daemon { child, lines, stderr: Vec::new() }
+        Daemon { child, lines, stderr: Vec::new(), json, rounds: Vec::new() }
+    }
+
+    /// Collects the JSON lines that arrived.
+    pub fn poll_rounds(&mut self) -> &[serde_json::Value] {
+        while let Ok(v) = self.json.try_recv() {
+            self.rounds.push(v);
+        }
+        &self.rounds
+    }
+
+    /// Collects the stderr lines that arrived.
+    pub fn poll_stderr(&mut self) -> &[String] {
+        while let Ok(l) = self.lines.try_recv() {
+            self.stderr.push(l);
+        }
+        &self.stderr
     }
 
     /// Waits for a stderr line containing `needle`.

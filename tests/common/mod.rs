@@ -3,4 +3,5 @@
 
 pub mod counting_alloc;
 pub mod daemon;
+pub mod lab;
 pub mod test_driver;
