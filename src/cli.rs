@@ -2,12 +2,14 @@
 //! anything starts. Sizes are MiB on the command line and KiB inside.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{ArgAction, Parser};
 
 use crate::config::{BackendChoice, Config, ConfigError};
 use crate::coordinator::LoopOptions;
 use crate::policy::PolicyConfig;
+use crate::qmp::QmpOptions;
 use crate::units::mib_to_kib;
 
 const D: PolicyConfig = PolicyConfig::DEFAULT;
@@ -64,6 +66,23 @@ pub struct Cli {
     #[arg(short = 'c', long, value_name = "URI", default_value = "qemu:///system")]
     pub connect: String,
 
+    /// Serve bare QEMU VMs through their QMP sockets instead of libvirt: socket paths or glob
+    /// patterns (quote them; they are expanded, and again every few rounds).
+    #[arg(long, value_name = "PATTERN", num_args = 1.., conflicts_with = "connect")]
+    pub qmp: Vec<String>,
+
+    /// QOM path of the balloon device (default: found under /machine/peripheral).
+    #[arg(long, value_name = "QOM_PATH", requires = "qmp")]
+    pub qmp_balloon_path: Option<String>,
+
+    /// Deadline for each QMP command (milliseconds); a QEMU slower than this is skipped.
+    #[arg(long, value_name = "MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub qmp_timeout: u64,
+
+    /// Expand the --qmp patterns again every N rounds.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub qmp_rescan: u32,
+
     /// Decide and log, but never change a balloon.
     #[arg(long)]
     pub dry_run: bool,
@@ -115,7 +134,17 @@ impl Cli {
             json: self.json,
             max_ticks: self.ticks,
         };
-        let backend = BackendChoice::Libvirt { uri: self.connect };
+        let backend = if self.qmp.is_empty() {
+            BackendChoice::Libvirt { uri: self.connect }
+        } else {
+            BackendChoice::Qmp(QmpOptions {
+                patterns: self.qmp,
+                balloon_path: self.qmp_balloon_path,
+                timeout: Duration::from_millis(self.qmp_timeout),
+                stats_period_s: self.interval,
+                rescan_ticks: self.qmp_rescan,
+            })
+        };
         Config::new(policy, backend, options, self.meminfo, verbosity)
     }
 }
@@ -146,6 +175,16 @@ mod tests {
         assert_eq!(config.policy.interval_s, 5);
         assert_eq!(config.policy.vm_min_unused_kib, 150 * 1024);
         assert_eq!(config.policy.host_min_free_kib, 512 * 1024);
+    }
+
+    #[test]
+    fn qmp_takes_several_patterns_and_excludes_libvirt() {
+        let config = parse(&["1", "--qmp", "/run/qemu/*.sock", "/tmp/vm.sock"]).unwrap().into_config().unwrap();
+        let BackendChoice::Qmp(q) = config.backend else { panic!() };
+        assert_eq!(q.patterns, ["/run/qemu/*.sock", "/tmp/vm.sock"]);
+        assert_eq!(q.stats_period_s, 1);
+        assert_eq!(parse(&["1", "--qmp", "a", "--connect", "qemu:///system"]).unwrap_err().exit_code(), 2);
+        assert_eq!(parse(&["1", "--qmp-balloon-path", "/machine/peripheral/b"]).unwrap_err().exit_code(), 2);
     }
 
     #[test]

@@ -4,12 +4,15 @@ use std::path::PathBuf;
 
 use crate::coordinator::LoopOptions;
 use crate::policy::{PolicyConfig, PolicyError};
+use crate::qmp::QmpOptions;
 
 /// Which hypervisor interface serves the VMs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendChoice {
     /// libvirt, through the connection URI.
     Libvirt { uri: String },
+    /// Bare QEMU, through QMP sockets.
+    Qmp(QmpOptions),
 }
 
 /// Everything `main` needs to start, checked before anything is started.
@@ -38,6 +41,15 @@ impl Config {
                 return Err(ConfigError::Invalid("--connect needs a libvirt URI such as qemu:///system"));
             }
             BackendChoice::Libvirt { .. } => {}
+            BackendChoice::Qmp(q) if q.patterns.iter().any(|p| p.is_empty()) => {
+                return Err(ConfigError::Invalid("--qmp needs socket paths or glob patterns, not empty strings"));
+            }
+            BackendChoice::Qmp(q) if q.balloon_path.as_ref().is_some_and(|p| !p.starts_with('/')) => {
+                return Err(ConfigError::Invalid(
+                    "--qmp-balloon-path must be an absolute QOM path like /machine/peripheral/balloon0",
+                ));
+            }
+            BackendChoice::Qmp(_) => {}
         }
         Ok(Config { policy, backend, options, meminfo, verbosity })
     }

@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 
 use crate::host::HostMemory;
-use crate::policy::{Action, Decision, Decisions, History, PolicyConfig, Snapshot, VmStats, decide, MAX_DOMAINS};
+use crate::policy::{Action, Decision, Decisions, History, MAX_DOMAINS, PolicyConfig, Snapshot, VmStats, decide};
 use crate::shutdown::Shutdown;
 use crate::text::VmName;
 use crate::units::kib_to_mib;

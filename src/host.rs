@@ -85,10 +85,7 @@ pub fn parse_meminfo(text: &[u8]) -> Result<HostStats, &'static str> {
         };
         *target = parse_kib(rest);
     }
-    Ok(HostStats {
-        total_kib: total.ok_or("MemTotal")?,
-        available_kib: available.ok_or("MemAvailable")?,
-    })
+    Ok(HostStats { total_kib: total.ok_or("MemTotal")?, available_kib: available.ok_or("MemAvailable")? })
 }
 
 /// `"   12345 kB"` -> 12345.

@@ -12,6 +12,7 @@ pub mod coordinator;
 pub mod host;
 pub mod libvirt;
 pub mod policy;
+pub mod qmp;
 pub mod shutdown;
 pub mod slots;
 pub mod text;

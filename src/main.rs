@@ -9,6 +9,7 @@ use memory_coordinator::config::{BackendChoice, Config};
 use memory_coordinator::coordinator::Coordinator;
 use memory_coordinator::host::HostMemory;
 use memory_coordinator::libvirt::LibvirtBackend;
+use memory_coordinator::qmp::QmpBackend;
 use memory_coordinator::shutdown::Shutdown;
 
 fn main() -> ExitCode {
@@ -16,7 +17,12 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => Cli::command().error(clap::error::ErrorKind::ValueValidation, e).exit(),
     };
-    env_logger::Builder::new().filter_level(config.log_level()).parse_default_env().format_timestamp_millis().format_target(false).init();
+    env_logger::Builder::new()
+        .filter_level(config.log_level())
+        .parse_default_env()
+        .format_timestamp_millis()
+        .format_target(false)
+        .init();
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -32,6 +38,10 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     match &config.backend {
         BackendChoice::Libvirt { uri } => {
             let backend = LibvirtBackend::connect(uri, config.policy.interval_s)?;
+            Coordinator::new(config.policy, config.options, backend, host).run(&shutdown);
+        }
+        BackendChoice::Qmp(options) => {
+            let backend = QmpBackend::new(options.clone());
             Coordinator::new(config.policy, config.options, backend, host).run(&shutdown);
         }
     }

@@ -85,7 +85,8 @@ fn the_binary_serves_four_domains_and_reports_each_round_as_json() {
     }
     assert_eq!(stderr.matches("stats period set to 1 s").count(), 3, "{stderr}");
     // The VM without a balloon device is reported once, with libvirt's reason, and skipped.
-    let warnings = stderr.lines().filter(|l| l.contains("WARN") && l.contains("aos_vm4: virDomainSetMemoryStatsPeriod"));
+    let warnings =
+        stderr.lines().filter(|l| l.contains("WARN") && l.contains("aos_vm4: virDomainSetMemoryStatsPeriod"));
     assert_eq!(warnings.count(), 1, "{stderr}");
     assert!(stderr.contains("No memory balloon device configured"), "{stderr}");
     assert!(stderr.contains("shrink aos_vm3 2048 -> 1817 MiB (unused 1024 MiB)"), "{stderr}");

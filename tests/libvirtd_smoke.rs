@@ -53,11 +53,17 @@ fn a_real_guest_is_shrunk_when_idle_and_grown_when_it_consumes() {
 
     // Its stats period was set by the coordinator: the guest reports fresh figures.
     let rounds = d.poll_rounds().to_vec();
-    let ours = |r: &serde_json::Value| r["vms"].as_array().unwrap().iter().find(|v| v["name"] == name.as_str()).cloned();
+    let ours =
+        |r: &serde_json::Value| r["vms"].as_array().unwrap().iter().find(|v| v["name"] == name.as_str()).cloned();
     let stamps: Vec<u64> = rounds.iter().filter_map(ours).filter_map(|v| v["last_update_s"].as_u64()).collect();
     assert!(stamps.windows(2).filter(|w| w[1] > w[0]).count() > 10, "stats did not advance: {stamps:?}");
     let min_free = rounds.iter().filter_map(ours).filter_map(|v| v["unused_kib"].as_u64()).min().unwrap();
-    eprintln!("lowest reported free memory: {} MiB; balloon {} -> {} MiB", min_free / 1024, settled / 1024, grown / 1024);
+    eprintln!(
+        "lowest reported free memory: {} MiB; balloon {} -> {} MiB",
+        min_free / 1024,
+        settled / 1024,
+        grown / 1024
+    );
 
     d.signal(libc::SIGTERM);
     let (code, _) = d.wait_exit(Duration::from_secs(5));

@@ -6,7 +6,7 @@
 //! `virGetLastError()` said, copied into a fixed buffer (no heap), or a fallback when libvirt
 //! left no error behind.
 
-use std::ffi::{CStr, CString, c_int, c_uint, c_void};
+use std::ffi::{CStr, CString, c_int, c_void};
 use std::fmt;
 use std::ptr::{self, NonNull};
 use std::sync::OnceLock;
@@ -140,8 +140,8 @@ impl Connection {
     /// Opens `uri` (e.g. `qemu:///system`, `test:///default`) read-write.
     pub fn open(uri: &str) -> Result<Connection, LibvirtError> {
         init()?;
-        let c_uri = CString::new(uri)
-            .map_err(|_| LibvirtError::new("virConnectOpen", 0, 0, "the URI contains a NUL byte"))?;
+        let c_uri =
+            CString::new(uri).map_err(|_| LibvirtError::new("virConnectOpen", 0, 0, "the URI contains a NUL byte"))?;
         // SAFETY: c_uri is a valid NUL-terminated string that outlives the call; libvirt
         // copies what it keeps.
         let raw = unsafe { ffi::virConnectOpen(c_uri.as_ptr()) };
@@ -173,7 +173,9 @@ impl Connection {
         let mut array: *mut ffi::virDomainPtr = ptr::null_mut();
         // SAFETY: self.ptr is live; `array` is a valid out-pointer that libvirt fills with a
         // malloc'ed array of `rc` domain references, which DomainList takes over.
-        let rc = unsafe { ffi::virConnectListAllDomains(self.ptr.as_ptr(), &mut array, ffi::VIR_CONNECT_LIST_DOMAINS_ACTIVE) };
+        let rc = unsafe {
+            ffi::virConnectListAllDomains(self.ptr.as_ptr(), &mut array, ffi::VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+        };
         let count = check(rc, "virConnectListAllDomains")?;
         Ok(DomainList { array, len: usize::try_from(count).unwrap_or(0), next: 0 })
     }
@@ -320,7 +322,9 @@ impl Domain {
         const NR: usize = ffi::VIR_DOMAIN_MEMORY_STAT_NR as usize;
         let mut raw = [ffi::virDomainMemoryStatStruct { tag: 0, val: 0 }; NR];
         // SAFETY: self.ptr is live; raw has room for NR entries and we pass NR.
-        let rc = unsafe { ffi::virDomainMemoryStats(self.ptr.as_ptr(), raw.as_mut_ptr(), NR as c_uint, 0) };
+        let rc = unsafe {
+            ffi::virDomainMemoryStats(self.ptr.as_ptr(), raw.as_mut_ptr(), ffi::VIR_DOMAIN_MEMORY_STAT_NR, 0)
+        };
         let filled = usize::try_from(check(rc, "virDomainMemoryStats")?).unwrap_or(0).min(NR);
         let mut stats = MemoryStats::default();
         for entry in &raw[..filled] {
@@ -335,9 +339,8 @@ impl Domain {
     /// running domain only.
     pub fn set_memory_stats_period(&self, period_s: i32) -> Result<(), LibvirtError> {
         // SAFETY: self.ptr is live; plain integer arguments.
-        let rc = unsafe {
-            ffi::virDomainSetMemoryStatsPeriod(self.ptr.as_ptr(), period_s, ffi::VIR_DOMAIN_AFFECT_LIVE)
-        };
+        let rc =
+            unsafe { ffi::virDomainSetMemoryStatsPeriod(self.ptr.as_ptr(), period_s, ffi::VIR_DOMAIN_AFFECT_LIVE) };
         check(rc, "virDomainSetMemoryStatsPeriod").map(|_| ())
     }
 

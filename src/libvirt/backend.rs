@@ -100,7 +100,12 @@ impl LibvirtBackend {
             if conn.is_alive() {
                 return Ok(());
             }
-            let e = LibvirtError::new("virConnectIsAlive", 0, 0, "the connection is dead (daemon gone or keepalive timed out)");
+            let e = LibvirtError::new(
+                "virConnectIsAlive",
+                0,
+                0,
+                "the connection is dead (daemon gone or keepalive timed out)",
+            );
             self.lose_connection();
             return Err(LibvirtBackendError::ConnectionLost(e));
         }
@@ -130,10 +135,8 @@ impl LibvirtBackend {
         for d in self.domains.iter_mut() {
             *d = None;
         }
-        if let Some(conn) = self.conn.take() {
-            if let Err(e) = conn.close() {
-                log::debug!("closing the dead connection: {e}");
-            }
+        if let Some(Err(e)) = self.conn.take().map(Connection::close) {
+            log::debug!("closing the dead connection: {e}");
         }
         self.backoff = BACKOFF_FIRST;
         self.next_attempt = Instant::now() + BACKOFF_FIRST;

@@ -201,11 +201,15 @@ fn a_balloon_moving_to_someone_elses_target_is_left_alone_until_it_rests() {
     let mut h = History::EMPTY;
     let d = run(&cfg(), &snapshot(8192, &[vm(1969, 2048, 1858, 10)]), &mut h);
     assert_eq!(d.vms[0].action, Action::Hold(Hold::Settling));
-    let d = run(&cfg(), &snapshot(8192, &[vm(1100, 2048, 990, 11)]), &mut h);
-    assert_eq!(d.vms[0].action, Action::Hold(Hold::Settling));
-    let d = run(&cfg(), &snapshot(8192, &[vm(512, 2048, 400, 12)]), &mut h);
-    // Still moving after two rounds: no longer waited for.
-    assert!(matches!(d.vms[0].action, Action::Shrink { .. }), "{:?}", d.vms[0]);
+    // A slow balloon, still moving: waited for up to SETTLE_TICKS rounds, then served anyway.
+    for (i, size) in [1800, 1600, 1400, 1200, 1000, 800].into_iter().enumerate() {
+        let d = run(&cfg(), &snapshot(8192, &[vm(size, 2048, size - 111, 11 + i as u64)]), &mut h);
+        if i + 1 < SETTLE_TICKS as usize {
+            assert_eq!(d.vms[0].action, Action::Hold(Hold::Settling), "round {i}");
+        } else {
+            assert!(matches!(d.vms[0].action, Action::Shrink { .. }), "round {i}: {:?}", d.vms[0]);
+        }
+    }
     // At rest, it is served at once.
     let mut h = History::EMPTY;
     run(&cfg(), &snapshot(8192, &[vm(1969, 2048, 1857, 10)]), &mut h);

@@ -97,7 +97,7 @@ impl Daemon {
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on our own child's pid; no memory is involved.
         #[allow(unsafe_code)]
-        let rc = unsafe { libc::kill(self.child.id() as i32, signal) };
+        let rc = unsafe { libc::kill(i32::try_from(self.child.id()).unwrap(), signal) };
         assert_eq!(rc, 0, "kill failed");
     }
 

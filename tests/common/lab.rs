@@ -174,17 +174,28 @@ impl QemuGuest {
     /// down to its start size.
     pub fn start(image: &GuestImage, name: &str, max_mib: u64, dir: &Path, qmp_sockets: &[PathBuf]) -> QemuGuest {
         let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(["-accel", "tcg", "-name", name, "-m", &max_mib.to_string(), "-smp", "1", "-nographic", "-nodefaults"])
-            .arg("-kernel")
-            .arg(&image.kernel)
-            .arg("-initrd")
-            .arg(&image.initrd)
-            .args(["-append", "console=ttyS0 panic=-1", "-no-reboot"])
-            .arg("-serial")
-            .arg(format!("file:{}", dir.join(format!("{name}.console")).display()))
-            .arg("-chardev")
-            .arg(format!("socket,id=cmd,path={},server=on,wait=off", dir.join(format!("{name}.cmd")).display()))
-            .args(["-serial", "chardev:cmd", "-device", "virtio-balloon-pci,id=balloon0"]);
+        cmd.args([
+            "-accel",
+            "tcg",
+            "-name",
+            name,
+            "-m",
+            &max_mib.to_string(),
+            "-smp",
+            "1",
+            "-nographic",
+            "-nodefaults",
+        ])
+        .arg("-kernel")
+        .arg(&image.kernel)
+        .arg("-initrd")
+        .arg(&image.initrd)
+        .args(["-append", "console=ttyS0 panic=-1", "-no-reboot"])
+        .arg("-serial")
+        .arg(format!("file:{}", dir.join(format!("{name}.console")).display()))
+        .arg("-chardev")
+        .arg(format!("socket,id=cmd,path={},server=on,wait=off", dir.join(format!("{name}.cmd")).display()))
+        .args(["-serial", "chardev:cmd", "-device", "virtio-balloon-pci,id=balloon0"]);
         for s in qmp_sockets {
             cmd.arg("-qmp").arg(format!("unix:{},server=on,wait=off", s.display()));
         }

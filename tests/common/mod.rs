@@ -3,5 +3,6 @@
 
 pub mod counting_alloc;
 pub mod daemon;
+pub mod fake_qemu;
 pub mod lab;
 pub mod test_driver;

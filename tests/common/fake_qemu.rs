@@ -1,0 +1,274 @@
+//! An in-process QMP peer that speaks as QEMU 7.2 does (greeting, capabilities negotiation,
+//! `id` echo, `\r\n` line ends, events at any time, QEMU's error classes and messages), backed
+//! by a small guest model, with faults to inject: events between replies, stats QEMU has not
+//! got yet (u64::MAX, last-update 0), error replies, a peer that hangs mid-reply, one that
+//! closes mid-line, one that answers with a 1 MiB line of garbage, one that never greets.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+const MIB: u64 = 1024 * 1024;
+
+/// What a fake QEMU does wrong, if anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    None,
+    /// A BALLOON_CHANGE and a RTC_CHANGE event before every reply.
+    EventsBetweenReplies,
+    /// The guest never answered: every stat u64::MAX, last-update 0.
+    StatsNotReported,
+    /// `query-balloon` fails as with no balloon driver in the guest.
+    ErrorReplies,
+    /// Writes half of the reply to the first `query-balloon` it ever gets, then stays silent
+    /// on that connection (later connections are served).
+    HangMidReply,
+    /// Writes half of the reply to the first `query-balloon` it ever gets, then closes.
+    CloseMidLine,
+    /// Answers the first `query-balloon` it ever gets with a 1 MiB line of garbage.
+    GarbageLine,
+    /// Accepts connections and never says anything.
+    Silent,
+}
+
+/// The guest behind the fake QEMU, in bytes.
+#[derive(Debug)]
+pub struct GuestModel {
+    pub actual: u64,
+    pub max: u64,
+    /// Memory the guest uses (free = MemTotal - used).
+    pub used: u64,
+    /// Balloon size minus MemTotal.
+    pub reserved: u64,
+    pub polling_interval: u64,
+    /// Every `balloon` value received, in order.
+    pub balloon_calls: Vec<u64>,
+    pub commands: Vec<String>,
+    pub connections: u32,
+    /// The one-off fault has happened.
+    pub fault_fired: bool,
+    /// A busy guest on a fast clock: every `guest-stats` read is a new sample (last-update
+    /// advances by one) and its memory use moves by 30 MiB, up to 1200 MiB and back to 100.
+    pub churn: bool,
+    /// Samples taken in churn mode.
+    pub samples: u64,
+}
+
+impl GuestModel {
+    fn total(&self) -> u64 {
+        self.actual.saturating_sub(self.reserved)
+    }
+}
+
+/// One fake QEMU listening on `path`.
+pub struct FakeQemu {
+    pub path: PathBuf,
+    pub guest: Arc<Mutex<GuestModel>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FakeQemu {
+    /// Listens on `dir/<name>.sock`. `name` is what `query-name` answers (None: `{}`).
+    pub fn start(dir: &Path, file: &str, name: Option<&str>, fault: Fault, actual_mib: u64, used_mib: u64) -> FakeQemu {
+        let path = dir.join(file);
+        let listener = UnixListener::bind(&path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let guest = Arc::new(Mutex::new(GuestModel {
+            actual: actual_mib * MIB,
+            max: 2048 * MIB,
+            used: used_mib * MIB,
+            reserved: 80 * MIB,
+            polling_interval: 0,
+            balloon_calls: Vec::new(),
+            commands: Vec::new(),
+            connections: 0,
+            fault_fired: false,
+            churn: false,
+            samples: 0,
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (g, s, n) = (Arc::clone(&guest), Arc::clone(&stop), name.map(str::to_owned));
+        std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        g.lock().unwrap().connections += 1;
+                        let (g, s, n) = (Arc::clone(&g), Arc::clone(&s), n.clone());
+                        std::thread::spawn(move || serve(stream, &g, &s, n.as_deref(), fault));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        FakeQemu { path, guest, stop }
+    }
+
+    pub fn balloon_calls(&self) -> Vec<u64> {
+        self.guest.lock().unwrap().balloon_calls.clone()
+    }
+}
+
+impl Drop for FakeQemu {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn now_s() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn send(w: &mut UnixStream, v: &Value) -> std::io::Result<()> {
+    // QEMU's JSON writer puts a space after ':' and ','; serde_json's to_string does not, but
+    // parsers cannot tell; lines end with \r\n as QEMU's do.
+    let mut line = serde_json::to_string(v).unwrap();
+    line.push_str("\r\n");
+    w.write_all(line.as_bytes())
+}
+
+fn error(class: &str, desc: &str) -> Value {
+    json!({"error": {"class": class, "desc": desc}})
+}
+
+fn serve(stream: UnixStream, guest: &Mutex<GuestModel>, stop: &AtomicBool, name: Option<&str>, fault: Fault) {
+    if fault == Fault::Silent {
+        while !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        return;
+    }
+    let mut w = stream.try_clone().unwrap();
+    let greeting = json!({"QMP": {"version": {"qemu": {"micro": 22, "minor": 2, "major": 7},
+        "package": "Debian 1:7.2+dfsg-7+deb12u18+b3"}, "capabilities": ["oob"]}});
+    if send(&mut w, &greeting).is_err() {
+        return;
+    }
+    let mut negotiated = false;
+    for line in BufReader::new(stream).lines() {
+        let Ok(line) = line else { return };
+        let Ok(req) = serde_json::from_str::<Value>(&line) else {
+            let _ = send(&mut w, &error("GenericError", "JSON parse error, expecting value"));
+            continue;
+        };
+        let cmd = req["execute"].as_str().unwrap_or("").to_owned();
+        let args = req.get("arguments").cloned().unwrap_or(json!({}));
+        guest.lock().unwrap().commands.push(cmd.clone());
+        if fault == Fault::EventsBetweenReplies {
+            let g = guest.lock().unwrap();
+            let ts = json!({"seconds": now_s(), "microseconds": 486_959});
+            let _ = send(&mut w, &json!({"timestamp": ts, "event": "BALLOON_CHANGE", "data": {"actual": g.actual}}));
+            let _ = send(
+                &mut w,
+                &json!({"timestamp": ts, "event": "RTC_CHANGE", "data": {"offset": 0, "qom-path": "/machine/unattached/device[8]"}}),
+            );
+        }
+        let mut reply = if cmd == "qmp_capabilities" {
+            negotiated = true;
+            json!({"return": {}})
+        } else if !negotiated {
+            error("CommandNotFound", "Expecting capabilities negotiation with 'qmp_capabilities'")
+        } else {
+            let mut g = guest.lock().unwrap();
+            match cmd.as_str() {
+                "query-name" => match name {
+                    Some(n) => json!({"return": {"name": n}}),
+                    None => json!({"return": {}}),
+                },
+                "qom-list" => match args["path"].as_str() {
+                    // The balloon here has no id: it lives under peripheral-anon, as with
+                    // `-device virtio-balloon-pci` given without `id=`.
+                    Some("/machine/peripheral") => json!({"return": [{"name": "type", "type": "string"}]}),
+                    Some("/machine/peripheral-anon") => json!({"return": [
+                        {"name": "type", "type": "string"},
+                        {"name": "device[0]", "type": "child<virtio-balloon-pci>"}]}),
+                    Some(p) => error("DeviceNotFound", &format!("Device '{p}' not found")),
+                    None => error("GenericError", "Parameter 'path' is missing"),
+                },
+                "qom-set"
+                    if args["path"] == "/machine/peripheral-anon/device[0]"
+                        && args["property"] == "guest-stats-polling-interval" =>
+                {
+                    g.polling_interval = args["value"].as_u64().unwrap_or(0);
+                    json!({"return": {}})
+                }
+                "qom-get"
+                    if args["path"] == "/machine/peripheral-anon/device[0]" && args["property"] == "guest-stats" =>
+                {
+                    if fault == Fault::StatsNotReported || g.polling_interval == 0 {
+                        let m = u64::MAX;
+                        json!({"return": {"stats": {"stat-swap-in": m, "stat-swap-out": m, "stat-major-faults": m,
+                            "stat-minor-faults": m, "stat-free-memory": m, "stat-total-memory": m,
+                            "stat-available-memory": m, "stat-disk-caches": m, "stat-htlb-pgalloc": m,
+                            "stat-htlb-pgfail": m}, "last-update": 0}})
+                    } else {
+                        let mut stamp = now_s();
+                        if g.churn {
+                            g.samples += 1;
+                            g.used = if g.used >= 1200 * MIB { 100 * MIB } else { g.used + 30 * MIB };
+                            stamp = 1_700_000_000 + g.samples;
+                        }
+                        let total = g.total();
+                        let free = total.saturating_sub(g.used);
+                        json!({"return": {"stats": {"stat-swap-in": 0, "stat-swap-out": 0, "stat-major-faults": 0,
+                            "stat-minor-faults": 652, "stat-free-memory": free, "stat-total-memory": total,
+                            "stat-available-memory": free.saturating_sub(16 * MIB), "stat-disk-caches": 3_035_136,
+                            "stat-htlb-pgalloc": 0, "stat-htlb-pgfail": 0}, "last-update": stamp}})
+                    }
+                }
+                "qom-get" | "qom-set" => {
+                    error("DeviceNotFound", &format!("Device '{}' not found", args["path"].as_str().unwrap_or("")))
+                }
+                "query-balloon" => {
+                    let first = !std::mem::replace(&mut g.fault_fired, true);
+                    match fault {
+                        Fault::ErrorReplies => error("DeviceNotActive", "No balloon device has been activated"),
+                        Fault::HangMidReply | Fault::CloseMidLine if first => {
+                            let _ = w.write_all(br#"{"return": {"act"#);
+                            let _ = w.flush();
+                            drop(g);
+                            if fault == Fault::CloseMidLine {
+                                let _ = w.shutdown(std::net::Shutdown::Both);
+                                return;
+                            }
+                            while !stop.load(Ordering::SeqCst) {
+                                std::thread::sleep(Duration::from_millis(20));
+                            }
+                            return;
+                        }
+                        Fault::GarbageLine if first => {
+                            let mut garbage = vec![b'#'; 1024 * 1024];
+                            garbage.extend_from_slice(b"\r\n");
+                            let _ = w.write_all(&garbage);
+                            continue;
+                        }
+                        _ => json!({"return": {"actual": g.actual}}),
+                    }
+                }
+                "balloon" => match args["value"].as_u64() {
+                    Some(v) if v <= g.max => {
+                        g.balloon_calls.push(v);
+                        // The guest reaches the target at once (free pages are plenty).
+                        g.actual = v.max(g.used + g.reserved);
+                        json!({"return": {}})
+                    }
+                    Some(_) => error("GenericError", "Parameter 'value' expects a size below maxmem"),
+                    None => error("GenericError", "Parameter 'value' is missing"),
+                },
+                "query-memory-size-summary" => json!({"return": {"base-memory": g.max, "plugged-memory": 0}}),
+                other => error("CommandNotFound", &format!("The command {other} has not been found")),
+            }
+        };
+        if let Some(id) = req.get("id") {
+            reply.as_object_mut().unwrap().insert("id".into(), id.clone());
+        }
+        if send(&mut w, &reply).is_err() {
+            return;
+        }
+    }
+}
