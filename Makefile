@@ -5,6 +5,7 @@ CARGO        ?= cargo
 PREFIX       ?= /usr/local
 DESTDIR      ?=
 FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= decide qmp_reply
 BIN          := memory_coordinator
 
 # What the build and the tests need from Debian (README "Build").
@@ -27,8 +28,11 @@ build:
 test:
 	$(CARGO) test --release --locked
 
+# Each target runs FUZZ_SECONDS.
 fuzz:
-	cd fuzz && $(FUZZ_ENV) $(CARGO) $(FUZZ_TOOLCHAIN) fuzz run decide -- -max_total_time=$(FUZZ_SECONDS)
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		$(FUZZ_ENV) $(CARGO) $(FUZZ_TOOLCHAIN) fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
 
 bench:
 	$(CARGO) bench --locked --bench decide
