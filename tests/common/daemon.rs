@@ -1,6 +1,6 @@
 //! Runs the real `memory_coordinator` binary and reads what it says.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -127,11 +127,4 @@ impl Drop for Daemon {
             let _ = self.child.wait();
         }
     }
-}
-
-/// Reads all of a reader into a string (for child pipes).
-pub fn read_all(mut r: impl Read) -> String {
-    let mut s = String::new();
-    r.read_to_string(&mut s).unwrap();
-    s
 }

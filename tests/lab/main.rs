@@ -1,0 +1,153 @@
+//! The real-VM lab: boots real QEMU guests on this machine (TCG; the Debian kernel, a busybox
+//! initramfs with the balloon driver, our consumer program) and runs the coordinator against
+//! them through libvirt or bare QEMU + QMP, scoring what happens.
+//!
+//! ```text
+//! cargo test --release --test lab -- demo              T1 on libvirt, 4 guests, live table, plot
+//! cargo test --release --test lab -- e2e               T1, T2, T3 on libvirt and QMP, asserted
+//! cargo test --release --test lab -- e2e --short       T1 with 2 guests on each backend (CI)
+//! cargo test --release --test lab -- run T3 qmp [--guests N] [--table]
+//! ```
+//! Options: `--out DIR` (default target/lab/results). Every run writes
+//! `<scenario>-<backend>.json` (scores and the recorded run) and `.svg` (the plot) there.
+//! Backends: `libvirt`, `qmp`, and `none` (libvirt guests, no coordinator: the baseline).
+//! Needs root; `make deps` installs QEMU and libvirt. `make demo` and `make e2e` call this.
+
+// Shared with the integration tests; the lab uses part of each.
+#[allow(dead_code)]
+#[path = "../common/daemon.rs"]
+mod daemon;
+mod guests;
+#[allow(dead_code)]
+#[path = "../common/lab.rs"]
+mod lab;
+mod plot;
+mod scenario;
+mod scores;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use guests::BackendKind;
+use scenario::ScenarioName;
+
+struct Args {
+    command: String,
+    rest: Vec<String>,
+    out: PathBuf,
+    guests: Option<usize>,
+    table: bool,
+    short: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = std::env::args().skip(1);
+    let mut parsed = Args {
+        command: String::new(),
+        rest: Vec::new(),
+        out: Path::new(lab::ROOT).join("target/lab/results"),
+        guests: None,
+        table: false,
+        short: false,
+    };
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--out" => parsed.out = PathBuf::from(args.next().ok_or("--out needs a directory")?),
+            "--guests" => {
+                let n = args.next().ok_or("--guests needs a number")?;
+                let n: usize = n.parse().map_err(|_| format!("--guests {n}: not a number"))?;
+                if !(2..=8).contains(&n) {
+                    return Err("--guests must be between 2 and 8".into());
+                }
+                parsed.guests = Some(n);
+            }
+            "--table" => parsed.table = true,
+            "--short" => parsed.short = true,
+            // What cargo's test runner may pass along.
+            "--nocapture" | "--quiet" | "-q" | "--test-threads" => {}
+            _ if parsed.command.is_empty() => parsed.command = a,
+            _ => parsed.rest.push(a),
+        }
+    }
+    Ok(parsed)
+}
+
+/// Runs, scores, plots and saves one scenario; returns its failures.
+fn run_one(image: &lab::GuestImage, args: &Args, scenario: ScenarioName, backend: BackendKind, guests: usize, table: bool) -> Vec<String> {
+    let run = scenario::run(image, scenario, backend, guests, table);
+    let course: Vec<usize> =
+        scenario.workloads(guests).iter().filter(|(_, c)| *c == "consumer course").map(|(i, _)| *i).collect();
+    let scores = scores::compute(&run, &course);
+    print!("{}", scores.report());
+    std::fs::create_dir_all(&args.out).unwrap();
+    let stem = args.out.join(format!("{}-{}", scenario.name(), backend.name()));
+    let json = serde_json::json!({ "scores": &scores, "run": &run });
+    std::fs::write(stem.with_extension("json"), serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    std::fs::write(stem.with_extension("svg"), plot::svg(&run, &scores)).unwrap();
+    println!("  wrote {}.json and .svg", stem.display());
+    let failures = scores.failures(backend != BackendKind::None);
+    for f in &failures {
+        println!("  FAILED: {} on {}: {f}", scenario.name(), backend.name());
+    }
+    failures
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("lab: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let plan: Vec<(ScenarioName, BackendKind, usize, bool)> = match args.command.as_str() {
+        "demo" => vec![(ScenarioName::T1, BackendKind::Libvirt, args.guests.unwrap_or(4), true)],
+        "e2e" if args.short => {
+            let n = args.guests.unwrap_or(2);
+            vec![(ScenarioName::T1, BackendKind::Libvirt, n, args.table), (ScenarioName::T1, BackendKind::Qmp, n, args.table)]
+        }
+        "e2e" => {
+            let n = args.guests.unwrap_or(4);
+            let mut plan = Vec::new();
+            for backend in [BackendKind::Libvirt, BackendKind::Qmp] {
+                for scenario in [ScenarioName::T1, ScenarioName::T2, ScenarioName::T3] {
+                    plan.push((scenario, backend, n, args.table));
+                }
+            }
+            plan
+        }
+        "run" => {
+            let scenario = args.rest.first().and_then(|s| ScenarioName::parse(s));
+            let backend = args.rest.get(1).and_then(|s| BackendKind::parse(s));
+            let (Some(scenario), Some(backend)) = (scenario, backend) else {
+                eprintln!("lab: usage: run T1|T2|T3 libvirt|qmp|none [--guests N] [--table]");
+                return ExitCode::from(2);
+            };
+            vec![(scenario, backend, args.guests.unwrap_or(4), args.table)]
+        }
+        "" => {
+            // `cargo test` with no arguments (this target is not run by default): say how.
+            println!("lab: nothing to do; see tests/lab/main.rs (demo, e2e, run)");
+            return ExitCode::SUCCESS;
+        }
+        other => {
+            eprintln!("lab: unknown command {other:?}: demo, e2e [--short], run SCENARIO BACKEND");
+            return ExitCode::from(2);
+        }
+    };
+    if lab::skip_lab("the lab") {
+        return ExitCode::SUCCESS;
+    }
+    let image = lab::guest_image();
+    let mut failures = Vec::new();
+    for (scenario, backend, guests, table) in plan {
+        failures.extend(run_one(&image, &args, scenario, backend, guests, table));
+    }
+    if failures.is_empty() {
+        println!("lab: all runs passed");
+        ExitCode::SUCCESS
+    } else {
+        println!("lab: {} failure(s)", failures.len());
+        ExitCode::FAILURE
+    }
+}
