@@ -17,7 +17,7 @@ DEBIAN_PACKAGES := build-essential pkg-config libvirt-dev libclang-dev clang \
 FUZZ_TOOLCHAIN := $(shell rustup toolchain list 2>/dev/null | grep -q '^nightly' && echo +nightly)
 FUZZ_ENV       := $(if $(FUZZ_TOOLCHAIN),,RUSTC_BOOTSTRAP=1)
 
-.PHONY: all build test fuzz bench deps install clean
+.PHONY: all build test fuzz bench deps install clean demo e2e e2e-short
 
 all: build
 	install -m 0755 target/release/$(BIN) ./$(BIN)
@@ -36,6 +36,21 @@ fuzz:
 
 bench:
 	$(CARGO) bench --locked --bench decide
+
+# The real-VM lab (tests/lab): boots TCG guests, needs root. Results in target/lab/results.
+LAB := $(CARGO) test --release --locked --test lab --
+
+# See it work: installs, builds, runs T1 on libvirt with four guests and a live table.
+demo: deps all
+	$(LAB) demo
+
+# T1, T2, T3 on libvirt and on bare QEMU + QMP, four guests each, scores asserted.
+e2e: all
+	$(LAB) e2e
+
+# What CI runs: T1 with two guests on each backend.
+e2e-short: all
+	$(LAB) e2e --short
 
 deps:
 	apt-get update -q

@@ -155,17 +155,26 @@ impl LibvirtBackend {
     }
 
     /// Serves one listed domain: claims its slot, sets its stats period once, reads it.
-    fn serve(&mut self, dom: Domain, vms: &mut [Option<VmStats>; MAX_DOMAINS], roster: &mut Roster) {
+    /// `Err` when a call failed because the connection died (not this domain's fault).
+    fn serve(
+        &mut self,
+        dom: Domain,
+        vms: &mut [Option<VmStats>; MAX_DOMAINS],
+        roster: &mut Roster,
+    ) -> Result<(), LibvirtError> {
         let uuid = match dom.uuid() {
             Ok(uuid) => uuid,
-            Err(e) => return log::debug!("skipping a domain that went away while listed: {e}"),
+            Err(e) => {
+                log::debug!("skipping a domain that went away while listed: {e}");
+                return Ok(());
+            }
         };
         let Some(claim) = self.slots.claim(uuid) else {
             if !self.full_warned {
                 log::warn!("more than {MAX_DOMAINS} running domains: the others are not served");
                 self.full_warned = true;
             }
-            return;
+            return Ok(());
         };
         let slot = claim.slot;
         let name = match dom.name() {
@@ -188,8 +197,12 @@ impl LibvirtBackend {
                     self.period_set[slot] = true;
                     log::debug!("{name}: stats period set to {} s", self.stats_period_s);
                 }
-                Err(e) if e.is_no_domain() => return log::debug!("{name} went away: {e}"),
+                Err(e) if e.is_no_domain() => {
+                    log::debug!("{name} went away: {e}");
+                    return Ok(());
+                }
                 Err(e) => {
+                    self.check_connection(e)?;
                     self.complain(slot, &name, &e);
                     clean = false;
                 }
@@ -197,8 +210,12 @@ impl LibvirtBackend {
         }
         match read_vm(&dom) {
             Ok(stats) => vms[slot] = Some(stats),
-            Err(e) if e.is_no_domain() || e.is_domain_inactive() => return log::debug!("{name} went away: {e}"),
+            Err(e) if e.is_no_domain() || e.is_domain_inactive() => {
+                log::debug!("{name} went away: {e}");
+                return Ok(());
+            }
             Err(e) => {
+                self.check_connection(e)?;
                 self.complain(slot, &name, &e);
                 clean = false;
             }
@@ -207,6 +224,15 @@ impl LibvirtBackend {
             log::info!("{name}: served normally again");
         }
         self.domains[slot] = Some(dom);
+        Ok(())
+    }
+
+    /// A domain call failed: is it the connection that died? Then it is no domain's fault.
+    fn check_connection(&self, e: LibvirtError) -> Result<(), LibvirtError> {
+        match &self.conn {
+            Some(conn) if conn.is_alive() => Ok(()),
+            _ => Err(e),
+        }
     }
 }
 
@@ -262,7 +288,11 @@ impl Backend for LibvirtBackend {
         };
         self.slots.begin_round();
         for dom in list {
-            self.serve(dom, vms, roster);
+            if let Err(e) = self.serve(dom, vms, roster) {
+                // No end_round: no slot is freed, so histories survive the reconnect.
+                self.lose_connection();
+                return Err(LibvirtBackendError::ConnectionLost(e));
+            }
         }
         let domains = &mut self.domains;
         self.slots.end_round(|slot, _| {

@@ -7,8 +7,9 @@
 //! # The algorithm, per tick
 //! 1. **Observe.** For each VM: is the sample fresh (its `last_update` advanced), stale
 //!    (it advanced once, then stopped for `stale_ticks` ticks) or missing? From fresh samples
-//!    learn the consumption rate (growth of guest-used memory per second, taken at once when it
-//!    rises and decayed by 25 % per sample when it falls) and, when the balloon is at rest, the
+//!    learn the consumption rate (growth of guest-used memory per second over the last two
+//!    sample intervals, taken at once when it rises and decayed by 25 % per sample when it
+//!    falls) and, when the balloon is at rest, the
 //!    constant offset between the balloon size and the guest's MemTotal. The offset lets the
 //!    policy estimate the guest's free memory *now* even if a sample was taken before the last
 //!    balloon move landed, so one sample is never counted twice. A VM seen for the first
@@ -214,8 +215,11 @@ pub struct VmHistory {
     pub update_advanced: bool,
     /// Ticks since the timestamp last advanced.
     pub ticks_unchanged: u32,
-    /// Guest-used memory in the last fresh sample.
+    /// Guest-used memory in the last fresh sample, and in the one before.
     pub used_kib: Option<u64>,
+    pub used_before_kib: Option<u64>,
+    /// Seconds between the last fresh sample and the one before.
+    pub last_step_s: u64,
     /// Estimated consumption (growth of used memory), KiB per second, never negative.
     pub consumption_kib_s: u64,
     /// Balloon size seen last tick.
@@ -242,6 +246,8 @@ impl VmHistory {
         update_advanced: false,
         ticks_unchanged: 0,
         used_kib: None,
+        used_before_kib: None,
+        last_step_s: 0,
         consumption_kib_s: 0,
         actual_kib: None,
         size_offset_kib: None,
@@ -651,8 +657,17 @@ fn learn(vm: &VmStats, h: &mut VmHistory, unused: u64, at_rest: bool, dt_s: u64)
         None if at_rest => Some(vm.actual_kib.saturating_sub(unused)),
         None => None,
     };
-    if let (Some(used), Some(prev)) = (used, h.used_kib) {
-        let sample = (i128::from(used) - i128::from(prev)) / i128::from(dt_s.max(1));
+    // Measured over the last two sample intervals where possible: timestamps have 1 s
+    // resolution and QEMU re-arms its stats timer after each answer, so one interval of
+    // "1 s" can really be 1.9 s; over two intervals that error is halved.
+    let sample = match (used, h.used_kib, h.used_before_kib) {
+        (Some(used), Some(_), Some(before)) => {
+            Some((i128::from(used) - i128::from(before)) / i128::from(dt_s.saturating_add(h.last_step_s).max(1)))
+        }
+        (Some(used), Some(prev), None) => Some((i128::from(used) - i128::from(prev)) / i128::from(dt_s.max(1))),
+        _ => None,
+    };
+    if let Some(sample) = sample {
         let rate = i128::from(h.consumption_kib_s);
         let next = if sample >= rate {
             sample
@@ -662,7 +677,9 @@ fn learn(vm: &VmStats, h: &mut VmHistory, unused: u64, at_rest: bool, dt_s: u64)
         };
         h.consumption_kib_s = clamp_to_u64(next);
     }
+    h.used_before_kib = h.used_kib;
     h.used_kib = used;
+    h.last_step_s = dt_s;
     if let (true, Some(total)) = (at_rest, vm.available_kib) {
         let offset = i128::from(vm.actual_kib) - i128::from(total);
         h.size_offset_kib = Some(i64::try_from(offset).unwrap_or(if offset < 0 { i64::MIN } else { i64::MAX }));

@@ -84,17 +84,38 @@ fn consuming_vm_is_given_its_lead_before_it_starves() {
 }
 
 #[test]
-fn consumption_estimate_rises_at_once_and_decays_by_a_quarter() {
+fn consumption_is_measured_over_two_intervals_rises_at_once_and_decays_by_a_quarter() {
     let mut h = History::EMPTY;
     let c = cfg();
     run(&c, &snapshot(8192, &[vm(1024, 2048, 900, 1)]), &mut h);
+    // With one interval known, it is used alone.
     run(&c, &snapshot(8192, &[vm(1024, 2048, 860, 2)]), &mut h);
     assert_eq!(h.vms[0].consumption_kib_s, 40 * MIB);
+    // Over two intervals: 40 MiB in 2 s is 20 MiB/s, below the estimate: it decays by a
+    // quarter of the difference.
     run(&c, &snapshot(8192, &[vm(1024, 2048, 860, 3)]), &mut h);
-    assert_eq!(h.vms[0].consumption_kib_s, 30 * MIB);
-    // A sample two seconds later spreads its change over both seconds.
-    run(&c, &snapshot(8192, &[vm(1024, 2048, 760, 5)]), &mut h);
-    assert_eq!(h.vms[0].consumption_kib_s, 50 * MIB);
+    assert_eq!(h.vms[0].consumption_kib_s, 35 * MIB);
+    // 160 MiB over the last 3 s (a sample two seconds late) is 53 MiB/s: taken at once.
+    run(&c, &snapshot(8192, &[vm(1024, 2048, 700, 5)]), &mut h);
+    assert_eq!(h.vms[0].consumption_kib_s, 160 * MIB / 3);
+}
+
+#[test]
+fn a_sample_that_only_looks_one_second_apart_counts_half() {
+    // Steady 24 MiB/s, but samples arrive 1.5 s apart on average, so timestamps step by 1
+    // and 2 in turn: 36 MiB in "1 s", then 36 MiB in "2 s". One interval alone would read
+    // 36 MiB/s; two intervals read 24.
+    let mut h = History::EMPTY;
+    let c = cfg();
+    let mut free = 1500;
+    let mut t = 100;
+    for step in [1, 2, 1, 2, 1, 2, 1] {
+        run(&c, &snapshot(8192, &[vm(2048, 2048, free, t)]), &mut h);
+        free -= 36;
+        t += step;
+    }
+    assert!(h.vms[0].consumption_kib_s <= 30 * MIB, "{} KiB/s", h.vms[0].consumption_kib_s);
+    assert!(h.vms[0].consumption_kib_s >= 20 * MIB, "{} KiB/s", h.vms[0].consumption_kib_s);
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //! cargo test --release --test lab -- e2e               T1, T2, T3 on libvirt and QMP, asserted
 //! cargo test --release --test lab -- e2e --short       T1 with 2 guests on each backend (CI)
 //! cargo test --release --test lab -- run T3 qmp [--guests N] [--table]
+//! cargo test --release --test lab -- publish           copy plots and scores into tests/lab/results
 //! ```
 //! Options: `--out DIR` (default target/lab/results). Every run writes
 //! `<scenario>-<backend>.json` (scores and the recorded run) and `.svg` (the plot) there.
@@ -92,6 +93,32 @@ fn run_one(image: &lab::GuestImage, args: &Args, scenario: ScenarioName, backend
     failures
 }
 
+/// Copies the plots of the last runs and their scores (not the recorded runs, which are large)
+/// into tests/lab/results, for the README.
+fn publish(from: &Path) -> ExitCode {
+    let to = Path::new(lab::ROOT).join("tests/lab/results");
+    std::fs::create_dir_all(&to).unwrap();
+    let mut all = serde_json::Map::new();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(from)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    entries.sort();
+    for path in entries.iter().filter(|p| p.extension().is_some_and(|e| e == "json")) {
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let run: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        all.insert(stem.clone(), run["scores"].clone());
+        std::fs::copy(path.with_extension("svg"), to.join(format!("{stem}.svg"))).unwrap();
+        println!("published {stem}");
+    }
+    if all.is_empty() {
+        eprintln!("lab: no results in {}; run the lab first", from.display());
+        return ExitCode::FAILURE;
+    }
+    let scores = serde_json::to_string_pretty(&serde_json::Value::Object(all)).unwrap();
+    std::fs::write(to.join("scores.json"), scores + "\n").unwrap();
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(a) => a,
@@ -125,6 +152,7 @@ fn main() -> ExitCode {
             };
             vec![(scenario, backend, args.guests.unwrap_or(4), args.table)]
         }
+        "publish" => return publish(&args.out),
         "" => {
             // `cargo test` with no arguments (this target is not run by default): say how.
             println!("lab: nothing to do; see tests/lab/main.rs (demo, e2e, run)");
