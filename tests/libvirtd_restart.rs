@@ -8,20 +8,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::daemon::Daemon;
-use common::lab::{self, LibvirtGuest};
+use common::lab;
 
 #[test]
 fn a_libvirtd_restart_is_survived_and_stats_periods_are_set_again() {
-    if lab::skip_lab("libvirtd restart test") {
-        return;
-    }
-    let image = lab::guest_image();
-    lab::libvirtd_up();
-    let others: Vec<String> = lab::running_domains().into_iter().filter(|d| !d.starts_with("mc_")).collect();
-    assert!(others.is_empty(), "refusing to run: the coordinator would also balloon {others:?}");
     let name = format!("mc_restart_{}", std::process::id());
-    let guest = LibvirtGuest::start(&image, &name, 1024, 512);
-    guest.wait_console("lab-guest: ready", Duration::from_secs(60));
+    let Some(guest) = lab::booted_libvirt_guest("libvirtd restart test", &name, 1024, 512) else { return };
 
     let mut d = Daemon::start(&["1", "-v"]);
     d.wait_for(&format!("{name}: stats period set to 1 s"), Duration::from_secs(20));

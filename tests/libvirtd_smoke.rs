@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::daemon::Daemon;
-use common::lab::{self, LibvirtGuest};
+use common::lab;
 
 fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -19,17 +19,8 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn a_real_guest_is_shrunk_when_idle_and_grown_when_it_consumes() {
-    if lab::skip_lab("libvirtd smoke test") {
-        return;
-    }
-    let image = lab::guest_image();
-    lab::libvirtd_up();
-    let others: Vec<String> = lab::running_domains().into_iter().filter(|d| !d.starts_with("mc_")).collect();
-    assert!(others.is_empty(), "refusing to run: the coordinator would also balloon {others:?}");
-
     let name = format!("mc_smoke_{}", std::process::id());
-    let guest = LibvirtGuest::start(&image, &name, 2048, 512);
-    guest.wait_console("lab-guest: ready", Duration::from_secs(60));
+    let Some(guest) = lab::booted_libvirt_guest("libvirtd smoke test", &name, 2048, 512) else { return };
 
     let mut d = Daemon::start(&["1", "--json"]);
     // Idle: ~400 MiB free at 512 MiB, far above threshold plus band: it is shrunk.

@@ -68,8 +68,10 @@ fn a_real_qemu_guest_is_served_over_qmp() {
 
     // Real stats came over QMP: free memory reported, timestamps advancing every second.
     let rounds = d.poll_rounds().to_vec();
-    let ours: Vec<&serde_json::Value> =
-        rounds.iter().filter_map(|r| r["vms"].as_array().unwrap().iter().find(|v| v["name"] == name.as_str())).collect();
+    let ours: Vec<&serde_json::Value> = rounds
+        .iter()
+        .filter_map(|r| r["vms"].as_array().unwrap().iter().find(|v| v["name"] == name.as_str()))
+        .collect();
     let stamps: Vec<u64> = ours.iter().filter_map(|v| v["last_update_s"].as_u64()).collect();
     assert!(stamps.windows(2).filter(|w| w[1] > w[0]).count() > 10, "stats did not advance: {stamps:?}");
     let min_free = ours.iter().filter_map(|v| v["unused_kib"].as_u64()).min().unwrap();

@@ -54,6 +54,14 @@ impl fmt::Display for LibvirtBackendError {
 
 impl std::error::Error for LibvirtBackendError {}
 
+/// What a failed call on one domain turned out to be.
+enum Failure {
+    /// The domain stopped or was undefined meanwhile.
+    Gone,
+    /// A problem of the domain's own, logged.
+    Logged,
+}
+
 /// The backend over one libvirt connection.
 pub struct LibvirtBackend {
     uri: String,
@@ -197,28 +205,18 @@ impl LibvirtBackend {
                     self.period_set[slot] = true;
                     log::debug!("{name}: stats period set to {} s", self.stats_period_s);
                 }
-                Err(e) if e.is_no_domain() => {
-                    log::debug!("{name} went away: {e}");
-                    return Ok(());
-                }
-                Err(e) => {
-                    self.check_connection(e)?;
-                    self.complain(slot, &name, &e);
-                    clean = false;
-                }
+                Err(e) => match self.domain_failure(slot, &name, e)? {
+                    Failure::Gone => return Ok(()),
+                    Failure::Logged => clean = false,
+                },
             }
         }
         match read_vm(&dom) {
             Ok(stats) => vms[slot] = Some(stats),
-            Err(e) if e.is_no_domain() || e.is_domain_inactive() => {
-                log::debug!("{name} went away: {e}");
-                return Ok(());
-            }
-            Err(e) => {
-                self.check_connection(e)?;
-                self.complain(slot, &name, &e);
-                clean = false;
-            }
+            Err(e) => match self.domain_failure(slot, &name, e)? {
+                Failure::Gone => return Ok(()),
+                Failure::Logged => clean = false,
+            },
         }
         if clean && self.last_complaint[slot].take().is_some() {
             log::info!("{name}: served normally again");
@@ -227,12 +225,18 @@ impl LibvirtBackend {
         Ok(())
     }
 
-    /// A domain call failed: is it the connection that died? Then it is no domain's fault.
-    fn check_connection(&self, e: LibvirtError) -> Result<(), LibvirtError> {
-        match &self.conn {
-            Some(conn) if conn.is_alive() => Ok(()),
-            _ => Err(e),
+    /// Sorts out a failed call on one domain: it went away (debug line), or it has a problem
+    /// of its own (logged once); `Err` when it is the connection that died.
+    fn domain_failure(&mut self, slot: usize, name: &VmName, e: LibvirtError) -> Result<Failure, LibvirtError> {
+        if e.is_no_domain() || e.is_domain_inactive() {
+            log::debug!("{name} went away: {e}");
+            return Ok(Failure::Gone);
         }
+        if !self.conn.as_ref().is_some_and(Connection::is_alive) {
+            return Err(e);
+        }
+        self.complain(slot, name, &e);
+        Ok(Failure::Logged)
     }
 }
 

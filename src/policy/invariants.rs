@@ -110,14 +110,21 @@ pub fn targets_within_bounds(
     }
 }
 
+/// How much a shrink decision takes, or `None` for any other decision.
+fn release_kib(vm: &VmStats, d: &Decision) -> Option<u64> {
+    match d.action {
+        Action::Shrink { target_kib } => Some(vm.actual_kib.saturating_sub(target_kib)),
+        _ => None,
+    }
+}
+
 pub fn shrink_keeps_threshold(
     config: &PolicyConfig,
     vm: &VmStats,
     _: &VmHistory,
     d: &Decision,
 ) -> Result<(), &'static str> {
-    let Action::Shrink { target_kib } = d.action else { return Ok(()) };
-    let release = vm.actual_kib.saturating_sub(target_kib);
+    let Some(release) = release_kib(vm, d) else { return Ok(()) };
     let Some(unused_now) = d.unused_now_kib else { return Err("a shrink without a free-memory estimate") };
     if vm.available_kib.is_none() && Some(unused_now) != vm.unused_kib.map(|u| u.min(vm.actual_kib)) {
         return Err("without MemTotal the estimate must be the reported free memory");
@@ -135,8 +142,7 @@ pub fn release_within_limits(
     _: &VmHistory,
     d: &Decision,
 ) -> Result<(), &'static str> {
-    let Action::Shrink { target_kib } = d.action else { return Ok(()) };
-    let release = vm.actual_kib.saturating_sub(target_kib);
+    let Some(release) = release_kib(vm, d) else { return Ok(()) };
     if release > config.shrink_step_max_kib {
         return Err("a shrink larger than the step cap");
     }

@@ -38,7 +38,21 @@ pub fn skip_lab(test: &str) -> bool {
     #[allow(unsafe_code)]
     let euid = unsafe { libc::geteuid() };
     assert_eq!(euid, 0, "{test} boots real guests and needs root (or set MC_SKIP_LAB=1 to skip it)");
+    let others = other_coordinators();
+    assert!(
+        others.is_empty(),
+        "{test}: another memory_coordinator is running ({others:?}) and would fight the one under test"
+    );
     false
+}
+
+/// Pids of memory_coordinator processes already running (their comm is cut to 15 bytes).
+fn other_coordinators() -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "memory_coordina"))
+        .collect()
 }
 
 /// Builds (or finds cached) the guest image.
@@ -159,6 +173,29 @@ impl Drop for LibvirtGuest {
 /// Running domains on qemu:///system.
 pub fn running_domains() -> Vec<String> {
     virsh(&["list", "--name"]).lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
+}
+
+/// Refuses to go on beside guests that are not the tests' (`mc_*`) or in `ours`: the
+/// coordinator under test would balloon them too.
+pub fn assert_no_foreign_guests(ours: &[String]) {
+    let others: Vec<String> =
+        running_domains().into_iter().filter(|d| !d.starts_with("mc_") && !ours.contains(d)).collect();
+    assert!(others.is_empty(), "refusing to run: the coordinator would also balloon {others:?}");
+}
+
+/// For a test that drives the system libvirtd: `None` under MC_SKIP_LAB=1; otherwise builds
+/// the image, starts libvirtd, checks no foreign guest runs, starts `name` and waits until it
+/// has booted.
+pub fn booted_libvirt_guest(test: &str, name: &str, max_mib: u64, current_mib: u64) -> Option<LibvirtGuest> {
+    if skip_lab(test) {
+        return None;
+    }
+    let image = guest_image();
+    libvirtd_up();
+    assert_no_foreign_guests(&[]);
+    let guest = LibvirtGuest::start(&image, name, max_mib, current_mib);
+    guest.wait_console("lab-guest: ready", Duration::from_secs(60));
+    Some(guest)
 }
 
 /// A bare QEMU process running the lab guest, with QMP sockets; killed on drop.

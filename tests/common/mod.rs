@@ -5,4 +5,5 @@ pub mod counting_alloc;
 pub mod daemon;
 pub mod fake_qemu;
 pub mod lab;
+pub mod synthetic;
 pub mod test_driver;

@@ -88,9 +88,7 @@ impl Guests {
                 for stale in lab::running_domains().iter().filter(|d| names.contains(d)) {
                     lab::virsh(&["destroy", stale]);
                 }
-                let others: Vec<String> =
-                    lab::running_domains().into_iter().filter(|d| !d.starts_with("mc_") && !names.contains(d)).collect();
-                assert!(others.is_empty(), "refusing to run: the coordinator would also balloon {others:?}");
+                lab::assert_no_foreign_guests(names);
                 let guests = names.iter().map(|n| LibvirtGuest::start(image, n, MAX_MIB, START_MIB)).collect();
                 let watch = Connection::open("qemu:///system").expect("the lab's own libvirt connection");
                 Guests::Libvirt { guests, watch }
@@ -143,7 +141,11 @@ impl Guests {
             }
             Guests::Qmp { watch, .. } => {
                 for w in watch.iter_mut() {
-                    let set = QomSet { path: "/machine/peripheral/balloon0", property: "guest-stats-polling-interval", value: 1 };
+                    let set = QomSet {
+                        path: "/machine/peripheral/balloon0",
+                        property: "guest-stats-polling-interval",
+                        value: 1,
+                    };
                     w.execute::<_, IgnoredAny>("qom-set", Some(set)).expect("qom-set polling interval");
                 }
             }

@@ -74,7 +74,14 @@ fn parse_args() -> Result<Args, String> {
 }
 
 /// Runs, scores, plots and saves one scenario; returns its failures.
-fn run_one(image: &lab::GuestImage, args: &Args, scenario: ScenarioName, backend: BackendKind, guests: usize, table: bool) -> Vec<String> {
+fn run_one(
+    image: &lab::GuestImage,
+    args: &Args,
+    scenario: ScenarioName,
+    backend: BackendKind,
+    guests: usize,
+    table: bool,
+) -> Vec<String> {
     let run = scenario::run(image, scenario, backend, guests, table);
     let course: Vec<usize> =
         scenario.workloads(guests).iter().filter(|(_, c)| *c == "consumer course").map(|(i, _)| *i).collect();
@@ -99,9 +106,8 @@ fn publish(from: &Path) -> ExitCode {
     let to = Path::new(lab::ROOT).join("tests/lab/results");
     std::fs::create_dir_all(&to).unwrap();
     let mut all = serde_json::Map::new();
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(from)
-        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
-        .unwrap_or_default();
+    let mut entries: Vec<PathBuf> =
+        std::fs::read_dir(from).map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect()).unwrap_or_default();
     entries.sort();
     for path in entries.iter().filter(|p| p.extension().is_some_and(|e| e == "json")) {
         let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
@@ -131,7 +137,10 @@ fn main() -> ExitCode {
         "demo" => vec![(ScenarioName::T1, BackendKind::Libvirt, args.guests.unwrap_or(4), true)],
         "e2e" if args.short => {
             let n = args.guests.unwrap_or(2);
-            vec![(ScenarioName::T1, BackendKind::Libvirt, n, args.table), (ScenarioName::T1, BackendKind::Qmp, n, args.table)]
+            vec![
+                (ScenarioName::T1, BackendKind::Libvirt, n, args.table),
+                (ScenarioName::T1, BackendKind::Qmp, n, args.table),
+            ]
         }
         "e2e" => {
             let n = args.guests.unwrap_or(4);

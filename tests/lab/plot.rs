@@ -52,25 +52,49 @@ pub fn svg(run: &Run, scores: &Scores) -> String {
             .enumerate()
     {
         let lx = WIDTH - RIGHT - 470.0 + i as f64 * 160.0;
-        writeln!(s, r#"<line x1="{lx}" y1="{}" x2="{}" y2="{}" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}"/>"#, legend_y - 4.0, lx + 24.0, legend_y - 4.0).unwrap();
+        writeln!(
+            s,
+            r#"<line x1="{lx}" y1="{}" x2="{}" y2="{}" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}"/>"#,
+            legend_y - 4.0,
+            lx + 24.0,
+            legend_y - 4.0
+        )
+        .unwrap();
         writeln!(s, r#"<text x="{}" y="{legend_y}">{label}</text>"#, lx + 30.0).unwrap();
     }
 
     for (i, name) in run.names.iter().enumerate() {
         let top = TOP + i as f64 * (PANEL_H + GAP) + 10.0;
         let y = |mib: f64| top + PANEL_H - mib.min(MAX_MIB as f64) / MAX_MIB as f64 * PANEL_H;
-        writeln!(s, r##"<rect x="{LEFT}" y="{top}" width="{}" height="{PANEL_H}" fill="#fafafa" stroke="#bbb"/>"##, WIDTH - LEFT - RIGHT).unwrap();
+        writeln!(
+            s,
+            r##"<rect x="{LEFT}" y="{top}" width="{}" height="{PANEL_H}" fill="#fafafa" stroke="#bbb"/>"##,
+            WIDTH - LEFT - RIGHT
+        )
+        .unwrap();
         let role = if run.busy[i] { "workload" } else { "idle" };
-        writeln!(s, r#"<text x="{}" y="{}" font-weight="bold">{name} ({role})</text>"#, LEFT + 6.0, top + 14.0).unwrap();
+        writeln!(s, r#"<text x="{}" y="{}" font-weight="bold">{name} ({role})</text>"#, LEFT + 6.0, top + 14.0)
+            .unwrap();
         for mib in [0u64, 512, 1024, 1536, 2048] {
             let yy = y(mib as f64);
-            writeln!(s, r##"<line x1="{LEFT}" y1="{yy}" x2="{}" y2="{yy}" stroke="#e4e4e4"/>"##, WIDTH - RIGHT).unwrap();
+            writeln!(s, r##"<line x1="{LEFT}" y1="{yy}" x2="{}" y2="{yy}" stroke="#e4e4e4"/>"##, WIDTH - RIGHT)
+                .unwrap();
             writeln!(s, r#"<text x="{}" y="{}" text-anchor="end">{mib}</text>"#, LEFT - 6.0, yy + 4.0).unwrap();
         }
         let ty = y(100.0);
-        writeln!(s, r##"<line x1="{LEFT}" y1="{ty}" x2="{}" y2="{ty}" stroke="#d62728" stroke-dasharray="6,4"/>"##, WIDTH - RIGHT).unwrap();
+        writeln!(
+            s,
+            r##"<line x1="{LEFT}" y1="{ty}" x2="{}" y2="{ty}" stroke="#d62728" stroke-dasharray="6,4"/>"##,
+            WIDTH - RIGHT
+        )
+        .unwrap();
         let xs = x(0.0);
-        writeln!(s, r##"<line x1="{xs}" y1="{top}" x2="{xs}" y2="{}" stroke="#555" stroke-dasharray="2,3"/>"##, top + PANEL_H).unwrap();
+        writeln!(
+            s,
+            r##"<line x1="{xs}" y1="{top}" x2="{xs}" y2="{}" stroke="#555" stroke-dasharray="2,3"/>"##,
+            top + PANEL_H
+        )
+        .unwrap();
         for (series, color) in [(0, "#1f77b4"), (1, "#2ca02c")] {
             let mut points = String::new();
             for t in &run.ticks {
@@ -86,13 +110,20 @@ pub fn svg(run: &Run, scores: &Scores) -> String {
             if let Some(at) = end.at_s {
                 let (label, color) = if end.oom_killed { ("OOM kill", "#d62728") } else { ("workload freed", "#555") };
                 let ex = x(at);
-                writeln!(s, r#"<line x1="{ex}" y1="{top}" x2="{ex}" y2="{}" stroke="{color}"/>"#, top + PANEL_H).unwrap();
+                writeln!(s, r#"<line x1="{ex}" y1="{top}" x2="{ex}" y2="{}" stroke="{color}"/>"#, top + PANEL_H)
+                    .unwrap();
                 writeln!(s, r#"<text x="{}" y="{}" fill="{color}">{label}</text>"#, ex + 4.0, top + 28.0).unwrap();
             }
         }
         for (at, guest, _) in &run.oom_kills {
             if guest == name {
-                writeln!(s, r##"<text x="{}" y="{}" fill="#d62728" font-weight="bold">✕</text>"##, x(*at) - 4.0, top + PANEL_H - 4.0).unwrap();
+                writeln!(
+                    s,
+                    r##"<text x="{}" y="{}" fill="#d62728" font-weight="bold">✕</text>"##,
+                    x(*at) - 4.0,
+                    top + PANEL_H - 4.0
+                )
+                .unwrap();
             }
         }
     }

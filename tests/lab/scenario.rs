@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::daemon::Daemon;
-use crate::guests::{BackendKind, Guests, Sample, START_MIB};
+use crate::guests::{BackendKind, Guests, START_MIB, Sample};
 use crate::lab::GuestImage;
 
 /// Seconds the coordinator runs before the workloads start.
@@ -47,7 +47,9 @@ impl ScenarioName {
         match self {
             ScenarioName::T1 => "one guest runs the course consumer, the others idle",
             ScenarioName::T2 => "every guest runs the course consumer",
-            ScenarioName::T3 => "guest A consumes up to 512 MiB and frees, guest B runs the course consumer, the others idle",
+            ScenarioName::T3 => {
+                "guest A consumes up to 512 MiB and frees, guest B runs the course consumer, the others idle"
+            }
         }
     }
 
@@ -180,7 +182,10 @@ pub fn run(image: &GuestImage, scenario: ScenarioName, backend: BackendKind, cou
         busy,
         ticks: Vec::new(),
         actions: Vec::new(),
-        ends: workloads.iter().map(|(i, _)| WorkloadEnd { guest: names[*i].clone(), ..WorkloadEnd::default() }).collect(),
+        ends: workloads
+            .iter()
+            .map(|(i, _)| WorkloadEnd { guest: names[*i].clone(), ..WorkloadEnd::default() })
+            .collect(),
         oom_kills: Vec::new(),
         coordinator_cpu_s: None,
         coordinator_peak_rss_kib: None,

@@ -74,12 +74,14 @@ pub fn compute(run: &Run, course_consumers: &[usize]) -> Scores {
     }
     let consumers_at_max = course_consumers.iter().filter(|i| peak[&run.names[**i]] >= MAX_MIB).count();
 
-    let last_end = run.ends.iter().filter_map(|e| e.at_s).fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))));
+    let last_end =
+        run.ends.iter().filter_map(|e| e.at_s).fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))));
     // From the last end, wait for the freed memory to show (some guest above 300 MiB free),
     // then for every guest to be back within 300 MiB.
     let recovery_s = last_end.and_then(|end| {
         let after: Vec<_> = during.iter().filter(|t| t.t_s > end).collect();
-        let within = |t: &crate::scenario::Tick| t.guests.iter().all(|s| s.unused_mib.is_some_and(|u| u <= RECOVERED_MIB));
+        let within =
+            |t: &crate::scenario::Tick| t.guests.iter().all(|s| s.unused_mib.is_some_and(|u| u <= RECOVERED_MIB));
         let freed_at = after.iter().position(|t| !within(t)).unwrap_or(0);
         after[freed_at..].iter().find(|t| within(t)).map(|t| t.t_s - end)
     });
@@ -128,16 +130,27 @@ impl Scores {
     pub fn report(&self) -> String {
         let mut s = String::new();
         let opt = |v: Option<f64>, unit: &str| v.map_or("never".to_owned(), |v| format!("{v:.0} {unit}"));
-        writeln!(s, "scores {} on {} ({} guests, {:.0} s of workload):", self.scenario, self.backend, self.guests, self.workload_seconds).unwrap();
+        writeln!(
+            s,
+            "scores {} on {} ({} guests, {:.0} s of workload):",
+            self.scenario, self.backend, self.guests, self.workload_seconds
+        )
+        .unwrap();
         writeln!(s, "  OOM kills before max      {} (of {})", self.oom_kills_before_max, self.oom_kills_total).unwrap();
         writeln!(s, "  starve-seconds            {}", self.starve_seconds).unwrap();
-        writeln!(s, "  lowest free below max     {}", self.min_unused_below_max_mib.map_or("-".into(), |m| format!("{m} MiB"))).unwrap();
+        writeln!(
+            s,
+            "  lowest free below max     {}",
+            self.min_unused_below_max_mib.map_or("-".into(), |m| format!("{m} MiB"))
+        )
+        .unwrap();
         writeln!(s, "  consumers at max          {} of {}", self.consumers_at_max, self.course_consumers).unwrap();
         let peaks: Vec<String> = self.peak_actual_mib.iter().map(|(n, p)| format!("{n} {p}")).collect();
         writeln!(s, "  peak balloon (MiB)        {}", peaks.join(", ")).unwrap();
         writeln!(s, "  mean free                 {:.0} MiB", self.mean_unused_mib).unwrap();
         writeln!(s, "  back within 300 MiB free  {} after the last workload ended", opt(self.recovery_s, "s")).unwrap();
-        writeln!(s, "  largest release           {:.1} % of that guest's excess", self.largest_release_share_pct).unwrap();
+        writeln!(s, "  largest release           {:.1} % of that guest's excess", self.largest_release_share_pct)
+            .unwrap();
         writeln!(s, "  idle guest changes        {:.2} per guest per minute", self.idle_changes_per_min).unwrap();
         writeln!(s, "  host MemAvailable min     {} MiB", self.host_available_min_mib).unwrap();
         writeln!(
@@ -167,7 +180,10 @@ impl Scores {
             f.push(format!("{} OOM kill(s) before a guest reached its max", self.oom_kills_before_max));
         }
         if self.consumers_at_max < self.course_consumers {
-            f.push(format!("only {} of {} course consumers reached {MAX_MIB} MiB", self.consumers_at_max, self.course_consumers));
+            f.push(format!(
+                "only {} of {} course consumers reached {MAX_MIB} MiB",
+                self.consumers_at_max, self.course_consumers
+            ));
         }
         if self.exit_code != Some(0) {
             f.push(format!("the coordinator exited {:?} on SIGINT", self.exit_code));
