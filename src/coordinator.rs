@@ -143,6 +143,7 @@ pub struct Coordinator<B: Backend> {
     /// Needy VMs that did not get all they needed last round (logged on change only).
     short: [bool; MAX_DOMAINS],
     backend_down: bool,
+    host_down: bool,
     summary: Summary,
     started: Instant,
     json: Vec<u8>,
@@ -162,6 +163,7 @@ impl<B: Backend> Coordinator<B> {
             applied: [Applied::Nothing; MAX_DOMAINS],
             short: [false; MAX_DOMAINS],
             backend_down: false,
+            host_down: false,
             summary: Summary::default(),
             started: Instant::now(),
             json: Vec::with_capacity(64 * 1024),
@@ -230,9 +232,16 @@ impl<B: Backend> Coordinator<B> {
         self.applied = [Applied::Nothing; MAX_DOMAINS];
 
         match self.host.read() {
-            Ok(host) => self.snapshot.host = host,
+            Ok(host) => {
+                self.snapshot.host = host;
+                if std::mem::take(&mut self.host_down) {
+                    log::info!("host memory figures readable again");
+                }
+            }
             Err(e) => {
-                log::error!("{e}; skipping this round");
+                if !std::mem::replace(&mut self.host_down, true) {
+                    log::error!("{e}; no VM is served until host memory can be read");
+                }
                 return Round::Skipped;
             }
         }
@@ -256,10 +265,17 @@ impl<B: Backend> Coordinator<B> {
 
         let decisions = decide(&self.policy, &self.snapshot, &mut self.history);
         // Shrinks first: the memory they release is what some grows are funded with.
-        for pass_shrinks in [true, false] {
-            for slot in 0..MAX_DOMAINS {
-                self.act(slot, &decisions.vms[slot], pass_shrinks);
+        for grows in [false, true] {
+            for (slot, d) in decisions.vms.iter().enumerate() {
+                match d.action {
+                    Action::Shrink { target_kib } if !grows => self.act(slot, d, target_kib, false),
+                    Action::Grow { target_kib } if grows => self.act(slot, d, target_kib, true),
+                    _ => {}
+                }
             }
+        }
+        for (slot, d) in decisions.vms.iter().enumerate() {
+            self.note_shortage(slot, d);
         }
         self.report(&decisions);
 
@@ -269,30 +285,19 @@ impl<B: Backend> Coordinator<B> {
         }
     }
 
-    fn act(&mut self, slot: usize, d: &Decision, pass_shrinks: bool) {
-        let (target_kib, verb) = match d.action {
-            Action::Shrink { target_kib } if pass_shrinks => (target_kib, "shrink"),
-            Action::Grow { target_kib } if !pass_shrinks => (target_kib, "grow"),
-            Action::Hold(_) | Action::Grow { .. } | Action::Shrink { .. } => {
-                if !pass_shrinks {
-                    self.note_shortage(slot, d);
-                }
-                return;
-            }
-        };
+    /// Applies one grow or shrink, logging it; a failure skips this VM for the round.
+    fn act(&mut self, slot: usize, d: &Decision, target_kib: u64, grow: bool) {
         let Some(vm) = self.snapshot.vms[slot] else { return };
         let name = self.roster.names[slot];
         let (from, to) = (kib_to_mib(vm.actual_kib), kib_to_mib(target_kib));
         let unused = kib_to_mib(d.unused_now_kib.unwrap_or(0));
         let dry = if self.options.dry_run { " [dry run]" } else { "" };
-        if verb == "grow" {
+        let verb = if grow { "grow" } else { "shrink" };
+        if grow {
             let rate = kib_to_mib(d.consumption_kib_s);
             log::info!("grow {name} {from} -> {to} MiB (unused {unused} MiB, consuming {rate} MiB/s){dry}");
         } else {
             log::info!("shrink {name} {from} -> {to} MiB (unused {unused} MiB){dry}");
-        }
-        if !pass_shrinks {
-            self.note_shortage(slot, d);
         }
         if self.options.dry_run {
             self.applied[slot] = Applied::DryRun;
@@ -302,13 +307,13 @@ impl<B: Backend> Coordinator<B> {
             Ok(()) => {
                 self.applied[slot] = Applied::Done;
                 let moved = target_kib.abs_diff(vm.actual_kib);
-                if pass_shrinks {
-                    self.summary.shrinks += 1;
-                    self.summary.released_kib = self.summary.released_kib.saturating_add(moved);
+                let (count, total) = if grow {
+                    (&mut self.summary.grows, &mut self.summary.granted_kib)
                 } else {
-                    self.summary.grows += 1;
-                    self.summary.granted_kib = self.summary.granted_kib.saturating_add(moved);
-                }
+                    (&mut self.summary.shrinks, &mut self.summary.released_kib)
+                };
+                *count += 1;
+                *total = total.saturating_add(moved);
             }
             Err(e) => {
                 self.applied[slot] = Applied::Failed;

@@ -157,3 +157,24 @@ fn host_memory_below_the_reserve_takes_back_inside_the_band() {
     // 200 MiB free of 400, excess 100 MiB is inside the 128 MiB band; a quarter goes back.
     assert_eq!(lines[1]["vms"][0]["target_kib"], (400 - 25) * 1024);
 }
+
+#[test]
+fn unreadable_host_figures_skip_rounds_until_they_are_back() {
+    // Host memory decides what may be given: without it no VM is served, and serving resumes
+    // once the figures are back.
+    let dir = tempfile::tempdir().unwrap();
+    let uri = node_uri(&dir, &COURSE_NODE);
+    let meminfo = dir.path().join("meminfo");
+    let good = "MemTotal: 24000000 kB\nMemAvailable: 20000000 kB\n";
+    std::fs::write(&meminfo, good).unwrap();
+    let backend = LibvirtBackend::connect(&uri, 1).unwrap();
+    let host = HostMemory::open(&meminfo).unwrap();
+    let mut c = Coordinator::new(PolicyConfig::DEFAULT, LoopOptions::default(), backend, host);
+    assert_eq!(c.tick(), Round::Served(4));
+    std::fs::write(&meminfo, "MemTotal: garbage\n").unwrap();
+    assert_eq!(c.tick(), Round::Skipped);
+    assert_eq!(c.tick(), Round::Skipped);
+    std::fs::write(&meminfo, good).unwrap();
+    assert_eq!(c.tick(), Round::Served(4));
+    assert!(c.summary().shrinks > 0, "served again");
+}
