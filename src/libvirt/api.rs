@@ -184,20 +184,33 @@ impl Connection {
     pub fn close(self) -> Result<(), LibvirtError> {
         let ptr = self.ptr;
         std::mem::forget(self);
-        // SAFETY: ptr was a live connection owned by the forgotten `self`; it is released
+        // SAFETY: ptr was a live connection owned by the forgotten `self`, so it is released
         // exactly once, here.
-        check(unsafe { ffi::virConnectClose(ptr.as_ptr()) }, "virConnectClose").map(|_| ())
+        unsafe { release(ptr, ffi::virConnectClose, "virConnectClose") }
     }
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        // SAFETY: we own this reference and release it exactly once.
-        let rc = unsafe { ffi::virConnectClose(self.ptr.as_ptr()) };
-        if rc < 0 {
-            log::debug!("{}", LibvirtError::last("virConnectClose"));
+        // SAFETY: we own this reference; nothing uses it after drop.
+        if let Err(e) = unsafe { release(self.ptr, ffi::virConnectClose, "virConnectClose") } {
+            log::debug!("{e}");
         }
     }
+}
+
+/// Releases one libvirt reference with its free function (`virConnectClose`, `virDomainFree`).
+///
+/// # Safety
+/// `ptr` must be a reference the caller owns and never uses again.
+unsafe fn release<T>(
+    ptr: NonNull<T>,
+    free: unsafe extern "C" fn(*mut T) -> c_int,
+    operation: &'static str,
+) -> Result<(), LibvirtError> {
+    // SAFETY: per this function's contract, ptr is an owned, live reference of the kind
+    // `free` releases.
+    check(unsafe { free(ptr.as_ptr()) }, operation).map(|_| ())
 }
 
 /// Domains returned by one listing; yields each as an owned [`Domain`].
@@ -355,17 +368,16 @@ impl Domain {
     pub fn close(self) -> Result<(), LibvirtError> {
         let ptr = self.ptr;
         std::mem::forget(self);
-        // SAFETY: ptr was owned by the forgotten `self` and is released exactly once.
-        check(unsafe { ffi::virDomainFree(ptr.as_ptr()) }, "virDomainFree").map(|_| ())
+        // SAFETY: ptr was owned by the forgotten `self`, so it is released exactly once, here.
+        unsafe { release(ptr, ffi::virDomainFree, "virDomainFree") }
     }
 }
 
 impl Drop for Domain {
     fn drop(&mut self) {
-        // SAFETY: we own this reference and release it exactly once.
-        let rc = unsafe { ffi::virDomainFree(self.ptr.as_ptr()) };
-        if rc < 0 {
-            log::debug!("{}", LibvirtError::last("virDomainFree"));
+        // SAFETY: we own this reference; nothing uses it after drop.
+        if let Err(e) = unsafe { release(self.ptr, ffi::virDomainFree, "virDomainFree") } {
+            log::debug!("{e}");
         }
     }
 }
