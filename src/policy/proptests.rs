@@ -15,6 +15,7 @@ use super::*;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::subsequence;
+use proptest::test_runner::FileFailurePersistence;
 
 const GIB_KIB: u64 = 1024 * 1024;
 
@@ -190,6 +191,13 @@ fn arbitrary_config() -> impl Strategy<Value = PolicyConfig> {
 }
 
 proptest! {
+    // Regressions live beside this file (src/policy/proptests.proptest-regressions), not in a
+    // directory of their own at the top level.
+    #![proptest_config(ProptestConfig {
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
+        ..ProptestConfig::default()
+    })]
+
     #[test]
     fn targets_stay_within_floor_and_max(config in valid_config(), s in realistic_scenario()) {
         per_vm(&config, &s, invariants::targets_within_bounds)?;

@@ -1,7 +1,7 @@
 //! How long one policy round takes for a full host: 256 VMs, a mix of starving, idle and
 //! consuming guests whose figures change every tick. `make bench`.
 
-#[path = "../tests/common/synthetic.rs"]
+#[path = "../common/synthetic.rs"]
 mod synthetic;
 
 use criterion::{Criterion, criterion_group, criterion_main};
