@@ -6,7 +6,9 @@
 //! [`coordinator`] logs. `unsafe` code is allowed only in `libvirt`'s FFI layer.
 #![deny(unsafe_code)]
 
+pub mod backoff;
 pub mod cli;
+pub mod complaint;
 pub mod config;
 pub mod coordinator;
 pub mod host;

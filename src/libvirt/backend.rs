@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use super::api::{Connection, Domain, Keepalive, LibvirtError, MemoryStats};
 use super::ffi;
+use crate::backoff::Backoff;
+use crate::complaint::Complaint;
 use crate::coordinator::{Backend, Roster};
 use crate::policy::{MAX_DOMAINS, VmStats};
 use crate::slots::SlotTable;
@@ -17,10 +19,6 @@ use crate::text::VmName;
 /// a daemon that exits is noticed at the next call).
 const KEEPALIVE_INTERVAL_S: i32 = 3;
 const KEEPALIVE_COUNT: u32 = 3;
-
-/// Reconnection backoff: 1 s, doubling, at most 30 s.
-const BACKOFF_FIRST: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// Errors of the libvirt backend.
 #[derive(Debug, Clone, Copy)]
@@ -73,9 +71,8 @@ pub struct LibvirtBackend {
     /// The stats period is set once per domain and connection.
     period_set: [bool; MAX_DOMAINS],
     /// The last error logged at warning level per slot, so a lasting problem is logged once.
-    last_complaint: [Option<(&'static str, i32)>; MAX_DOMAINS],
-    backoff: Duration,
-    next_attempt: Instant,
+    last_complaint: [Complaint<(&'static str, i32)>; MAX_DOMAINS],
+    backoff: Backoff,
     full_warned: bool,
 }
 
@@ -90,9 +87,8 @@ impl LibvirtBackend {
             slots: SlotTable::new(),
             domains: Box::new(std::array::from_fn(|_| None)),
             period_set: [false; MAX_DOMAINS],
-            last_complaint: [None; MAX_DOMAINS],
-            backoff: BACKOFF_FIRST,
-            next_attempt: Instant::now(),
+            last_complaint: [Complaint::NONE; MAX_DOMAINS],
+            backoff: Backoff::new(),
             full_warned: false,
         })
     }
@@ -118,23 +114,23 @@ impl LibvirtBackend {
             return Err(LibvirtBackendError::ConnectionLost(e));
         }
         let now = Instant::now();
-        if now < self.next_attempt {
-            return Err(LibvirtBackendError::Reconnecting(self.next_attempt - now));
+        let wait = self.backoff.wait(now);
+        if !wait.is_zero() {
+            return Err(LibvirtBackendError::Reconnecting(wait));
         }
         match open(&self.uri) {
             Ok(conn) => {
                 log::info!("reconnected to {}", self.uri);
                 self.conn = Some(conn);
-                self.backoff = BACKOFF_FIRST;
+                self.backoff.succeeded();
                 // A restarted daemon has forgotten the periods we set.
                 self.period_set = [false; MAX_DOMAINS];
                 Ok(())
             }
             Err(e) => {
-                log::debug!("reconnecting to {} failed: {e}; next attempt in {} s", self.uri, self.backoff.as_secs());
-                self.next_attempt = now + self.backoff;
-                self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
-                Err(LibvirtBackendError::Reconnecting(self.next_attempt - now))
+                let wait = self.backoff.failed(now);
+                log::debug!("reconnecting to {} failed: {e}; next attempt in {} s", self.uri, wait.as_secs());
+                Err(LibvirtBackendError::Reconnecting(wait))
             }
         }
     }
@@ -146,20 +142,8 @@ impl LibvirtBackend {
         if let Some(Err(e)) = self.conn.take().map(Connection::close) {
             log::debug!("closing the dead connection: {e}");
         }
-        self.backoff = BACKOFF_FIRST;
-        self.next_attempt = Instant::now() + BACKOFF_FIRST;
-    }
-
-    /// Logs a per-domain problem at warning level the first time, at debug level while it
-    /// lasts.
-    fn complain(&mut self, slot: usize, name: &VmName, e: &LibvirtError) {
-        let key = Some((e.operation, e.code));
-        if self.last_complaint[slot] == key {
-            log::debug!("{name}: {e}");
-        } else {
-            log::warn!("{name}: {e}; skipping it");
-            self.last_complaint[slot] = key;
-        }
+        self.backoff.succeeded();
+        self.backoff.failed(Instant::now());
     }
 
     /// Serves one listed domain: claims its slot, sets its stats period once, reads it.
@@ -194,7 +178,7 @@ impl LibvirtBackend {
         if claim.new {
             roster.arrived[slot] = true;
             self.period_set[slot] = false;
-            self.last_complaint[slot] = None;
+            self.last_complaint[slot] = Complaint::NONE;
             log::info!("serving {name}");
         }
         // A problem logged for this VM is reported solved only after a round without any.
@@ -218,8 +202,8 @@ impl LibvirtBackend {
                 Failure::Logged => clean = false,
             },
         }
-        if clean && self.last_complaint[slot].take().is_some() {
-            log::info!("{name}: served normally again");
+        if clean {
+            self.last_complaint[slot].resolved(&name);
         }
         self.domains[slot] = Some(dom);
         Ok(())
@@ -235,7 +219,7 @@ impl LibvirtBackend {
         if !self.conn.as_ref().is_some_and(Connection::is_alive) {
             return Err(e);
         }
-        self.complain(slot, name, &e);
+        self.last_complaint[slot].report((e.operation, e.code), name, format_args!("{e}"));
         Ok(Failure::Logged)
     }
 }

@@ -22,15 +22,13 @@ use serde::de::IgnoredAny;
 use super::client::{QmpClient, QmpError};
 use super::glob;
 use super::protocol::{BalloonInfo, GuestStats, MemorySizeSummary, stat_count, stat_kib};
+use crate::backoff::Backoff;
+use crate::complaint::Complaint;
 use crate::coordinator::{Backend, Roster};
 use crate::policy::{MAX_DOMAINS, VmStats};
 use crate::slots::SlotTable;
 use crate::text::{FixedText, VmName};
 use crate::units::{bytes_to_kib, kib_to_bytes};
-
-/// Reconnection backoff per socket: 1 s, doubling, at most 30 s.
-const BACKOFF_FIRST: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// Where QOM children of interest live (QEMU's /machine/peripheral for devices with an `id`,
 /// /machine/peripheral-anon for those without).
@@ -112,10 +110,9 @@ struct Peer {
     /// QOM path of its virtio-balloon device; `None` when it has none.
     balloon: Option<FixedText<200>>,
     max_kib: u64,
-    backoff: Duration,
-    next_attempt: Instant,
-    /// The last problem logged at warning level, so a lasting one is logged once.
-    complaint: Option<FixedText<64>>,
+    /// Reconnection after a failure, per socket.
+    backoff: Backoff,
+    complaint: Complaint<FixedText<64>>,
 }
 
 #[derive(Serialize)]
@@ -167,28 +164,19 @@ impl Peer {
             client: None,
             balloon: None,
             max_kib: 0,
-            backoff: BACKOFF_FIRST,
-            next_attempt: Instant::now(),
-            complaint: None,
+            backoff: Backoff::new(),
+            complaint: Complaint::NONE,
         }
     }
 
-    /// Logs a problem at warning level the first time, at debug level while it lasts.
     fn complain(&mut self, what: &str, error: &dyn fmt::Display) {
-        let key = FixedText::new(what);
-        if self.complaint == Some(key) {
-            log::debug!("{}: {what}: {error}", self.name);
-        } else {
-            log::warn!("{}: {what}: {error}; skipping it", self.name);
-            self.complaint = Some(key);
-        }
+        self.complaint.report(FixedText::new(what), &self.name, format_args!("{what}: {error}"));
     }
 
     /// Drops the connection after a failure; the next attempt waits for the backoff.
     fn disconnect(&mut self) {
         self.client = None;
-        self.next_attempt = Instant::now() + self.backoff;
-        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        self.backoff.failed(Instant::now());
     }
 
     /// Connects and learns what the VM is; `true` when connected.
@@ -217,7 +205,7 @@ impl Peer {
             }
         );
         self.client = Some(client);
-        self.backoff = BACKOFF_FIRST;
+        self.backoff.succeeded();
         true
     }
 
@@ -396,7 +384,7 @@ impl Backend for QmpBackend {
             let Some(peer) = peer else { continue };
             roster.present[slot] = true;
             if peer.client.is_none() {
-                if now < peer.next_attempt || !peer.connect(&self.options) {
+                if !peer.backoff.wait(now).is_zero() || !peer.connect(&self.options) {
                     roster.names[slot] = peer.name;
                     continue;
                 }
@@ -407,9 +395,7 @@ impl Backend for QmpBackend {
             match peer.read() {
                 Ok(stats) => {
                     vms[slot] = Some(stats);
-                    if peer.complaint.take().is_some() {
-                        log::info!("{}: served normally again", peer.name);
-                    }
+                    peer.complaint.resolved(&peer.name);
                 }
                 Err(e) => {
                     peer.complain("cannot read its figures", &e);
