@@ -38,10 +38,6 @@ impl<const N: usize> FixedText<N> {
         // Only ever filled from whole &str prefixes ending on char boundaries.
         std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
 }
 
 impl<const N: usize> Default for FixedText<N> {

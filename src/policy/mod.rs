@@ -236,7 +236,6 @@ pub struct VmHistory {
     /// Consecutive rounds held because the balloon was moving to a target not ours.
     pub ticks_settling: u32,
     pub ticks_since_grow: u32,
-    pub ticks_since_shrink: u32,
     pub ticks_since_pressure: u32,
 }
 
@@ -258,7 +257,6 @@ impl VmHistory {
         target_kib: None,
         ticks_settling: 0,
         ticks_since_grow: u32::MAX,
-        ticks_since_shrink: u32::MAX,
         ticks_since_pressure: u32::MAX,
     };
 }
@@ -505,7 +503,6 @@ pub fn decide(config: &PolicyConfig, snapshot: &Snapshot, history: &mut History)
                 if release == 0 {
                     Action::Hold(Hold::Steady)
                 } else {
-                    h.ticks_since_shrink = 0;
                     h.acted_on_update_s = v.update_s;
                     let target_kib = v.actual_kib - release;
                     h.target_kib = Some(target_kib);
@@ -525,7 +522,6 @@ pub fn decide(config: &PolicyConfig, snapshot: &Snapshot, history: &mut History)
 /// Updates one VM's history with its new sample and classifies it.
 fn observe(config: &PolicyConfig, vm: &VmStats, h: &mut VmHistory) -> View {
     h.ticks_since_grow = h.ticks_since_grow.saturating_add(1);
-    h.ticks_since_shrink = h.ticks_since_shrink.saturating_add(1);
     h.ticks_since_pressure = h.ticks_since_pressure.saturating_add(1);
     let first_sight = h.actual_kib.is_none();
     let at_rest = h.actual_kib == Some(vm.actual_kib);

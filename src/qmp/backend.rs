@@ -356,15 +356,6 @@ impl QmpBackend {
             peers[slot] = None;
         });
     }
-
-    /// How many sockets are being served.
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
 }
 
 impl Backend for QmpBackend {

@@ -107,8 +107,6 @@ pub struct QmpClient {
     out: Box<[u8; MAX_COMMAND_BYTES]>,
     next_id: u64,
     timeout: Duration,
-    /// Events skipped so far (for tests and debug logs).
-    pub events_skipped: u64,
 }
 
 impl QmpClient {
@@ -116,14 +114,8 @@ impl QmpClient {
     pub fn connect(path: &Path, timeout: Duration) -> Result<QmpClient, QmpError> {
         let stream = UnixStream::connect(path).map_err(QmpError::Connect)?;
         stream.set_nonblocking(true).map_err(|e| QmpError::Io(e.kind()))?;
-        let mut client = QmpClient {
-            stream,
-            lines: LineBuffer::new(),
-            out: Box::new([0; MAX_COMMAND_BYTES]),
-            next_id: 1,
-            timeout,
-            events_skipped: 0,
-        };
+        let mut client =
+            QmpClient { stream, lines: LineBuffer::new(), out: Box::new([0; MAX_COMMAND_BYTES]), next_id: 1, timeout };
         client.read_greeting()?;
         client.execute::<_, IgnoredAny>("qmp_capabilities", None::<()>)?;
         Ok(client)
@@ -173,11 +165,7 @@ impl QmpClient {
                             desc: FixedText::new(&body.desc),
                         });
                     }
-                    Ok(Message::Event) => {
-                        self.events_skipped += 1;
-                        continue;
-                    }
-                    Ok(Message::Greeting) => continue,
+                    Ok(Message::Event | Message::Greeting) => continue,
                     Err(e) => return Err(QmpError::Protocol(command, e)),
                 }
             }
