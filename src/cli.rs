@@ -8,7 +8,7 @@ use clap::{ArgAction, Parser};
 
 use crate::config::{BackendChoice, Config, ConfigError};
 use crate::coordinator::LoopOptions;
-use crate::policy::PolicyConfig;
+use crate::policy::{FreeFigure, PolicyConfig};
 use crate::qmp::QmpOptions;
 use crate::units::mib_to_kib;
 
@@ -61,6 +61,12 @@ pub struct Cli {
     /// Intervals after a grow, or after swap/fault pressure, during which nothing is taken back.
     #[arg(long, value_name = "N", default_value_t = D.holdoff_ticks, value_parser = clap::value_parser!(u32).range(0..=1000))]
     pub holdoff_ticks: u32,
+
+    /// Which guest figure is a VM's free memory: `available` (MemAvailable: free plus
+    /// reclaimable page cache, where the guest reports it) or `unused` (MemFree, the course's
+    /// rule: page cache counts as used).
+    #[arg(long, value_name = "FIGURE", default_value = "available", value_parser = ["available", "unused"])]
+    pub free_figure: String,
 
     /// libvirt connection URI.
     #[arg(short = 'c', long, value_name = "URI", default_value = "qemu:///system")]
@@ -126,6 +132,7 @@ impl Cli {
             lead_ticks: self.lead_ticks,
             stale_ticks: self.stale_ticks,
             holdoff_ticks: self.holdoff_ticks,
+            free_figure: if self.free_figure == "unused" { FreeFigure::Unused } else { FreeFigure::Available },
         };
         let verbosity = i8::try_from(self.verbose).unwrap_or(i8::MAX) - i8::try_from(self.quiet).unwrap_or(i8::MAX);
         let options = LoopOptions {

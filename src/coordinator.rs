@@ -138,6 +138,7 @@ pub struct Coordinator<B: Backend> {
     host: HostMemory,
     snapshot: Box<Snapshot>,
     history: Box<History>,
+    decisions: Box<Decisions>,
     roster: Box<Roster>,
     applied: [Applied; MAX_DOMAINS],
     /// Needy VMs that did not get all they needed last round (logged on change only).
@@ -159,6 +160,7 @@ impl<B: Backend> Coordinator<B> {
             host,
             snapshot: Box::new(Snapshot::EMPTY),
             history: Box::new(History::EMPTY),
+            decisions: Box::new(Decisions::EMPTY),
             roster: Box::new(Roster::EMPTY),
             applied: [Applied::Nothing; MAX_DOMAINS],
             short: [false; MAX_DOMAINS],
@@ -263,21 +265,22 @@ impl<B: Backend> Coordinator<B> {
             }
         }
 
-        let decisions = decide(&self.policy, &self.snapshot, &mut self.history);
-        // Shrinks first: the memory they release is what some grows are funded with.
+        decide(&self.policy, &self.snapshot, &mut self.history, &mut self.decisions);
+        // Shrinks (and cancels) first: the memory they release is what some grows are funded
+        // with.
         for grows in [false, true] {
-            for (slot, d) in decisions.vms.iter().enumerate() {
-                match d.action {
-                    Action::Shrink { target_kib } if !grows => self.act(slot, d, target_kib, false),
-                    Action::Grow { target_kib } if grows => self.act(slot, d, target_kib, true),
-                    _ => {}
+            for slot in 0..MAX_DOMAINS {
+                let d = self.decisions.vms[slot];
+                if d.action.target_kib().is_some() && matches!(d.action, Action::Grow { .. }) == grows {
+                    self.act(slot, &d);
                 }
             }
         }
-        for (slot, d) in decisions.vms.iter().enumerate() {
-            self.note_shortage(slot, d);
+        for slot in 0..MAX_DOMAINS {
+            let d = self.decisions.vms[slot];
+            self.note_shortage(slot, &d);
         }
-        self.report(&decisions);
+        self.report();
 
         match self.roster.count() {
             0 => Round::Idle,
@@ -286,18 +289,22 @@ impl<B: Backend> Coordinator<B> {
     }
 
     /// Applies one grow or shrink, logging it; a failure skips this VM for the round.
-    fn act(&mut self, slot: usize, d: &Decision, target_kib: u64, grow: bool) {
+    fn act(&mut self, slot: usize, d: &Decision) {
         let Some(vm) = self.snapshot.vms[slot] else { return };
+        let Some(target_kib) = d.action.target_kib() else { return };
         let name = self.roster.names[slot];
         let (from, to) = (kib_to_mib(vm.actual_kib), kib_to_mib(target_kib));
-        let unused = kib_to_mib(d.unused_now_kib.unwrap_or(0));
+        let free = kib_to_mib(d.free_now_kib.unwrap_or(0));
         let dry = if self.options.dry_run { " [dry run]" } else { "" };
-        let verb = if grow { "grow" } else { "shrink" };
-        if grow {
-            let rate = kib_to_mib(d.consumption_kib_s);
-            log::info!("grow {name} {from} -> {to} MiB (unused {unused} MiB, consuming {rate} MiB/s){dry}");
-        } else {
-            log::info!("shrink {name} {from} -> {to} MiB (unused {unused} MiB){dry}");
+        let verb = d.action.as_str();
+        let grow = matches!(d.action, Action::Grow { .. });
+        match d.action {
+            Action::Grow { .. } => {
+                let rate = kib_to_mib(d.consumption_kib_s);
+                log::info!("grow {name} {from} -> {to} MiB (free {free} MiB, consuming {rate} MiB/s){dry}");
+            }
+            Action::Shrink { .. } => log::info!("shrink {name} {from} -> {to} MiB (free {free} MiB){dry}"),
+            _ => log::info!("{verb} {name} at {to} MiB: its balloon stalled on the way to our target{dry}"),
         }
         if self.options.dry_run {
             self.applied[slot] = Applied::DryRun;
@@ -306,6 +313,7 @@ impl<B: Backend> Coordinator<B> {
         match self.backend.apply(slot, target_kib) {
             Ok(()) => {
                 self.applied[slot] = Applied::Done;
+                self.history.applied(slot, d);
                 let moved = target_kib.abs_diff(vm.actual_kib);
                 let (count, total) = if grow {
                     (&mut self.summary.grows, &mut self.summary.granted_kib)
@@ -343,7 +351,8 @@ impl<B: Backend> Coordinator<B> {
         }
     }
 
-    fn report(&mut self, decisions: &Decisions) {
+    fn report(&mut self) {
+        let decisions = &*self.decisions;
         if log::log_enabled!(log::Level::Debug) {
             let host = &self.snapshot.host;
             log::debug!(
@@ -375,16 +384,16 @@ impl<B: Backend> Coordinator<B> {
             }
         }
         if self.json_out.is_some() {
-            self.write_json(decisions);
+            self.write_json();
         }
     }
 
-    fn write_json(&mut self, decisions: &Decisions) {
+    fn write_json(&mut self) {
         // The buffer is taken out while the line borrows the rest of self, then put back, so
         // its capacity is reused round after round.
         let mut buf = std::mem::take(&mut self.json);
         buf.clear();
-        let encoded = serde_json::to_writer(&mut buf, &JsonRound { c: self, decisions });
+        let encoded = serde_json::to_writer(&mut buf, &JsonRound { c: self, decisions: &self.decisions });
         buf.push(b'\n');
         let written = encoded.map_err(std::io::Error::from).and_then(|()| match &mut self.json_out {
             Some(out) => out.write_all(&buf).and_then(|()| out.flush()),
@@ -425,6 +434,7 @@ impl<B: Backend> Serialize for JsonRound<'_, B> {
         m.serialize_entry("host_available_kib", &c.snapshot.host.available_kib)?;
         m.serialize_entry("host_total_kib", &c.snapshot.host.total_kib)?;
         m.serialize_entry("dry_run", &c.options.dry_run)?;
+        m.serialize_entry("headroom_kib", &self.decisions.headroom_kib)?;
         m.serialize_entry("pressure", &self.decisions.pressure)?;
         m.serialize_entry("vms", &JsonVms { c, decisions: self.decisions })?;
         m.end()
@@ -470,17 +480,15 @@ impl Serialize for JsonVm<'_> {
             m.serialize_entry("usable_kib", &vm.usable_kib)?;
             m.serialize_entry("available_kib", &vm.available_kib)?;
             m.serialize_entry("last_update_s", &vm.last_update_s)?;
+            m.serialize_entry("rss_kib", &vm.rss_kib)?;
         }
+        m.serialize_entry("free_now_kib", &self.d.free_now_kib)?;
         m.serialize_entry("unused_now_kib", &self.d.unused_now_kib)?;
+        m.serialize_entry("debt_kib", &self.d.debt_kib)?;
         m.serialize_entry("keep_kib", &self.d.keep_kib)?;
         m.serialize_entry("consumption_kib_s", &self.d.consumption_kib_s)?;
-        let (action, target) = match self.d.action {
-            Action::Grow { target_kib } => ("grow", Some(target_kib)),
-            Action::Shrink { target_kib } => ("shrink", Some(target_kib)),
-            Action::Hold(_) => ("hold", None),
-        };
-        m.serialize_entry("action", action)?;
-        m.serialize_entry("target_kib", &target)?;
+        m.serialize_entry("action", self.d.action.as_str())?;
+        m.serialize_entry("target_kib", &self.d.action.target_kib())?;
         if let Action::Hold(why) = self.d.action {
             m.serialize_entry("hold", why.as_str())?;
         }

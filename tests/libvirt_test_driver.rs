@@ -89,7 +89,7 @@ fn the_binary_serves_four_domains_and_reports_each_round_as_json() {
         stderr.lines().filter(|l| l.contains("WARN") && l.contains("aos_vm4: virDomainSetMemoryStatsPeriod"));
     assert_eq!(warnings.count(), 1, "{stderr}");
     assert!(stderr.contains("No memory balloon device configured"), "{stderr}");
-    assert!(stderr.contains("shrink aos_vm3 2048 -> 1817 MiB (unused 1024 MiB)"), "{stderr}");
+    assert!(stderr.contains("shrink aos_vm3 2048 -> 1817 MiB (free 1024 MiB)"), "{stderr}");
     assert!(stderr.contains("stopped: 3 rounds, 0 grows (+0 MiB), 3 shrinks"), "{stderr}");
 
     let lines = json_lines(&out);
@@ -115,7 +115,7 @@ fn the_binary_in_dry_run_logs_decisions_and_changes_nothing() {
     let out = daemon::run(&["1", "--connect", &uri, "--ticks", "3", "--json", "--dry-run"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("shrink aos_vm3 2048 -> 1817 MiB (unused 1024 MiB) [dry run]"), "{stderr}");
+    assert!(stderr.contains("shrink aos_vm3 2048 -> 1817 MiB (free 1024 MiB) [dry run]"), "{stderr}");
     let lines = json_lines(&out);
     let vm3 = lines[2]["vms"].as_array().unwrap().iter().find(|v| v["name"] == "aos_vm3").unwrap().clone();
     assert_eq!(vm3["actual_kib"], 2048 * 1024, "dry run changed the balloon");

@@ -4,7 +4,7 @@
 //! move takes time to land, and the consumer keeps consuming meanwhile.
 
 use memory_coordinator::policy::{
-    Action, Decisions, History, HostStats, PolicyConfig, Snapshot, VmStats, decide, invariants,
+    Action, Decisions, History, HostStats, PolicyConfig, Snapshot, VmStats, decide_all_applied, invariants,
 };
 use memory_coordinator::units::{kib_to_mib, mib_to_kib};
 
@@ -79,6 +79,10 @@ impl Guest {
             swap_out_kib: Some(0),
             major_faults: Some(0),
             last_update_s: at,
+            rss_kib: None,
+            oom_kills: None,
+            alloc_stalls: None,
+            direct_reclaims: None,
         }
     }
 }
@@ -141,7 +145,8 @@ impl Sim {
             snap.vms[slot] = Some(g.stats());
         }
         let before = self.history;
-        let d = decide(&self.config, &snap, &mut self.history);
+        let mut d = Decisions::EMPTY;
+        decide_all_applied(&self.config, &snap, &mut self.history, &mut d);
         invariants::check(&self.config, &snap, &before, &d).unwrap();
         for (g, decision) in self.guests.iter_mut().zip(&d.vms) {
             if let Action::Grow { target_kib } | Action::Shrink { target_kib } = decision.action {

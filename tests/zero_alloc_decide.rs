@@ -4,7 +4,7 @@ mod common;
 use common::counting_alloc::{CountingAlloc, allocations_during};
 use common::synthetic;
 
-use memory_coordinator::policy::{Action, History, PolicyConfig, Snapshot, decide};
+use memory_coordinator::policy::{Action, Decisions, History, PolicyConfig, Snapshot, decide_all_applied};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -14,11 +14,12 @@ fn a_thousand_ticks_over_256_domains_allocate_nothing() {
     let config = PolicyConfig::DEFAULT;
     let mut snapshot = Box::new(Snapshot::EMPTY);
     let mut history = Box::new(History::EMPTY);
+    let mut d = Box::new(Decisions::EMPTY);
     let mut actions = 0u64;
     let (allocations, bytes, ()) = allocations_during(|| {
         for tick in 0..1000u64 {
             synthetic::fill(&mut snapshot, tick);
-            let d = decide(&config, &snapshot, &mut history);
+            decide_all_applied(&config, &snapshot, &mut history, &mut d);
             actions += d.vms.iter().filter(|d| !matches!(d.action, Action::Hold(_))).count() as u64;
         }
     });

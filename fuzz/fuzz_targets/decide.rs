@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use memory_coordinator::policy::{
-    History, HostStats, MAX_DOMAINS, PolicyConfig, Snapshot, VmStats, decide, invariants,
+    Decisions, FreeFigure, History, HostStats, MAX_DOMAINS, PolicyConfig, Snapshot, VmStats, decide_all_applied, invariants,
 };
 
 /// Reads fields from the fuzz input; past its end every read is 0.
@@ -54,6 +54,7 @@ fn config(input: &mut Input) -> PolicyConfig {
         lead_ticks: u64::from(input.u8() % 8),
         stale_ticks: u32::from(input.u8() % 8),
         holdoff_ticks: u32::from(input.u8() % 8),
+        free_figure: if input.u8() % 2 == 0 { FreeFigure::Available } else { FreeFigure::Unused },
     }
 }
 
@@ -86,15 +87,22 @@ fuzz_target!(|data: &[u8]| {
                     0x20 => Some(input.raw_u64()),
                     _ => Some(*clock),
                 },
+                rss_kib: input.opt_size_kib(),
+                oom_kills: input.opt_size_kib(),
+                alloc_stalls: input.opt_size_kib(),
+                direct_reclaims: input.opt_size_kib(),
             });
         }
         let before = history;
-        let decisions = decide(&config, &snapshot, &mut history);
+        let mut decisions = Decisions::EMPTY;
+        decide_all_applied(&config, &snapshot, &mut history, &mut decisions);
         if let Err(v) = invariants::check(&config, &snapshot, &before, &decisions) {
             panic!("invariant broken: {v}\nconfig {config:?}\nhost {:?}", snapshot.host);
         }
         let mut again = before;
-        assert_eq!(decide(&config, &snapshot, &mut again), decisions, "decide() is not deterministic");
+        let mut repeat = Decisions::EMPTY;
+        decide_all_applied(&config, &snapshot, &mut again, &mut repeat);
+        assert_eq!(repeat, decisions, "decide() is not deterministic");
         assert_eq!(again, history, "decide() updated history differently from the same inputs");
     }
 });

@@ -253,6 +253,11 @@ fn read_vm(dom: &Domain) -> Result<VmStats, LibvirtError> {
         swap_out_kib: stats.get(ffi::VIR_DOMAIN_MEMORY_STAT_SWAP_OUT),
         major_faults: stats.get(ffi::VIR_DOMAIN_MEMORY_STAT_MAJOR_FAULT),
         last_update_s: stats.get(ffi::VIR_DOMAIN_MEMORY_STAT_LAST_UPDATE),
+        rss_kib: stats.get(ffi::VIR_DOMAIN_MEMORY_STAT_RSS),
+        // libvirt 9.0 has no tags for Linux 6.12's OOM and stall counters.
+        oom_kills: None,
+        alloc_stalls: None,
+        direct_reclaims: None,
     })
 }
 

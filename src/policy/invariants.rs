@@ -162,7 +162,7 @@ fn flows(snapshot: &Snapshot, decisions: &Decisions) -> (u128, u128) {
         match d.action {
             Action::Grow { target_kib } => granted += u128::from(target_kib.saturating_sub(actual)),
             Action::Shrink { target_kib } => released += u128::from(actual.saturating_sub(target_kib)),
-            Action::Hold(_) => {}
+            Action::Hold(_) | Action::Cancel { .. } => {}
         }
     }
     (granted, released)

@@ -40,6 +40,19 @@ use crate::units::mib_to_kib;
 /// Fixed capacity of every per-VM array: snapshot, history and decisions.
 pub const MAX_DOMAINS: usize = 256;
 
+/// The balloon moves in guest pages: QEMU lands a target on a multiple of 4 KiB
+/// (VIRTIO_BALLOON_PFN_SHIFT = 12 in the virtio spec), so targets are rounded to it and a
+/// balloon within one page of our target has reached it.
+pub const PAGE_KIB: u64 = 4;
+
+/// Every KiB figure is clamped to this (1 PiB) when it enters `decide()`: with at most 256
+/// VMs, sums stay below 2^48 and products with a percentage or a weight (at most 1000) below
+/// 2^58, so plain `u64` arithmetic is exact.
+pub const MAX_KIB: u64 = 1 << 40;
+
+/// Largest weight a VM can be given (`VmLimits::weight`).
+pub const MAX_WEIGHT: u32 = 1000;
+
 /// How fast the consumption estimate falls when a sample shows less consumption (percent of
 /// the difference per sample). Rises are taken at once: a guest must never be caught short
 /// because the estimator was still averaging.
@@ -57,6 +70,26 @@ const SETTLE_TICKS: u32 = 5;
 /// Smallest balloon change worth making when the band is waived or a grant is rationed:
 /// below this a move costs the guest more than it returns.
 const MIN_MOVE_KIB: u64 = 1024;
+
+/// Which guest figure counts as a VM's free memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FreeFigure {
+    /// MemAvailable (free plus reclaimable page cache; libvirt `usable`, QMP
+    /// `stat-available-memory`, Linux 4.16 and later), MemFree where the guest does not report
+    /// it. A guest full of page cache is not hungry.
+    Available,
+    /// MemFree only, the course's rule: page cache counts as used.
+    Unused,
+}
+
+impl FreeFigure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FreeFigure::Available => "available",
+            FreeFigure::Unused => "unused",
+        }
+    }
+}
 
 /// Policy parameters. All sizes in KiB, validated by [`PolicyConfig::validate`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +117,8 @@ pub struct PolicyConfig {
     pub stale_ticks: u32,
     /// Ticks after a grow, or after swap/fault pressure, during which nothing is taken back.
     pub holdoff_ticks: u32,
+    /// Which guest figure is the VM's free memory.
+    pub free_figure: FreeFigure,
 }
 
 impl PolicyConfig {
@@ -99,6 +134,7 @@ impl PolicyConfig {
         lead_ticks: 3,
         stale_ticks: 4,
         holdoff_ticks: 5,
+        free_figure: FreeFigure::Available,
     };
 
     /// Checks the ranges `decide()` is documented for. `decide()` never panics on an invalid
@@ -170,6 +206,40 @@ pub struct VmStats {
     pub major_faults: Option<u64>,
     /// When the guest last answered (epoch seconds, 1 s resolution). 0 means never.
     pub last_update_s: Option<u64>,
+    /// Host memory backing the VM now: the QEMU process's resident set (libvirt's `rss`
+    /// balloon stat; for QMP, VmRSS of the socket's peer process). It includes QEMU's own
+    /// overhead. Memory granted and not yet touched by the guest is not in it.
+    pub rss_kib: Option<u64>,
+    /// Cumulative guest counters that Linux 6.12 and later report through the balloon
+    /// (QMP `stat-oom-kills`, `stat-alloc-stalls`, `stat-direct-reclaims`): OOM kills,
+    /// allocation stalls, and pages reclaimed directly by allocating tasks.
+    pub oom_kills: Option<u64>,
+    pub alloc_stalls: Option<u64>,
+    pub direct_reclaims: Option<u64>,
+}
+
+/// What the operator allows one VM (configuration file); the defaults leave it to the global
+/// settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VmLimits {
+    /// Never shrink below this size (instead of `vm_min_size`); a VM below it is grown to it.
+    pub min_kib: Option<u64>,
+    /// Never grow above this size (instead of the VM's own max); a VM above it is shrunk
+    /// toward it as far as its free memory allows.
+    pub max_kib: Option<u64>,
+    /// Share of a shortage: under shortage a VM gets grants in proportion to its weight
+    /// (1..=`MAX_WEIGHT`).
+    pub weight: u32,
+}
+
+impl VmLimits {
+    pub const DEFAULT: VmLimits = VmLimits { min_kib: None, max_kib: None, weight: 1 };
+}
+
+impl Default for VmLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }
 
 /// The host's memory, in KiB.
@@ -187,11 +257,16 @@ pub struct HostStats {
 pub struct Snapshot {
     pub host: HostStats,
     pub vms: [Option<VmStats>; MAX_DOMAINS],
+    /// The operator's limits per slot (the coordinator fills them from its configuration).
+    pub limits: [VmLimits; MAX_DOMAINS],
 }
 
 impl Snapshot {
-    pub const EMPTY: Snapshot =
-        Snapshot { host: HostStats { available_kib: 0, total_kib: 0 }, vms: [None; MAX_DOMAINS] };
+    pub const EMPTY: Snapshot = Snapshot {
+        host: HostStats { available_kib: 0, total_kib: 0 },
+        vms: [None; MAX_DOMAINS],
+        limits: [VmLimits::DEFAULT; MAX_DOMAINS],
+    };
 
     /// Empties every slot without touching the allocator.
     pub fn clear(&mut self) {
@@ -282,6 +357,19 @@ impl History {
             *h = VmHistory::EMPTY;
         }
     }
+
+    /// Records that `decision` (made for `slot` by the last [`decide`]) took effect. Only
+    /// applied actions may shape the next decisions: a target that never reached the
+    /// hypervisor must not be waited for.
+    pub fn applied(&mut self, slot: usize, decision: &Decision) {
+        let Some(h) = self.vms.get_mut(slot) else { return };
+        let Some(target_kib) = decision.action.target_kib() else { return };
+        if let Action::Grow { .. } = decision.action {
+            h.ticks_since_grow = 0;
+        }
+        h.acted_on_update_s = decision.sample_s;
+        h.target_kib = Some(target_kib);
+    }
 }
 
 impl Default for History {
@@ -315,6 +403,16 @@ pub enum Hold {
     AtFloor,
     /// Within the band: nothing to do.
     Steady,
+    /// Left out by the operator (`--exclude`, `--domains`, the configuration file).
+    Excluded,
+    /// Got a grant that its figures do not show: neither free memory nor host-side use rose.
+    /// No further grant until it shows use of what it got.
+    Unverified,
+    /// A shrink of ours stopped short (the guest could not free pages fast enough); nothing
+    /// is taken from it for a while.
+    Stalled,
+    /// Its balloon is still moving to our last target.
+    InFlight,
 }
 
 impl Hold {
@@ -332,6 +430,10 @@ impl Hold {
             Hold::Holdoff => "holdoff",
             Hold::AtFloor => "at_floor",
             Hold::Steady => "steady",
+            Hold::Excluded => "excluded",
+            Hold::Unverified => "unverified",
+            Hold::Stalled => "stalled",
+            Hold::InFlight => "in_flight",
         }
     }
 }
@@ -340,31 +442,72 @@ impl Hold {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
     Hold(Hold),
-    Grow { target_kib: u64 },
-    Shrink { target_kib: u64 },
+    Grow {
+        target_kib: u64,
+    },
+    Shrink {
+        target_kib: u64,
+    },
+    /// Stop a shrink of ours that stalled: the target becomes where the balloon is.
+    Cancel {
+        target_kib: u64,
+    },
+}
+
+impl Action {
+    /// The balloon target this action sets, if any.
+    pub fn target_kib(self) -> Option<u64> {
+        match self {
+            Action::Grow { target_kib } | Action::Shrink { target_kib } | Action::Cancel { target_kib } => {
+                Some(target_kib)
+            }
+            Action::Hold(_) => None,
+        }
+    }
+
+    /// A short word for logs, JSON and metrics: `grow`, `shrink`, `cancel`, `hold`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Grow { .. } => "grow",
+            Action::Shrink { .. } => "shrink",
+            Action::Cancel { .. } => "cancel",
+            Action::Hold(_) => "hold",
+        }
+    }
 }
 
 /// A decision with the figures it was based on, for logs and invariant checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decision {
     pub action: Action,
-    /// Estimated guest free memory now (the sample corrected for balloon moves since).
+    /// Estimated free memory now, by the configured figure (MemAvailable or MemFree), the
+    /// sample corrected for balloon moves since it was taken.
+    pub free_now_kib: Option<u64>,
+    /// Estimated guest MemFree now.
     pub unused_now_kib: Option<u64>,
     /// Free memory this VM must keep: threshold plus lead.
     pub keep_kib: u64,
     /// Estimated consumption.
     pub consumption_kib_s: u64,
-    /// For a grow: how much of the need could not be funded.
+    /// For a VM that needs memory: how much of the need could not be funded.
     pub short_kib: u64,
+    /// Memory the VM has been given that the host does not back yet (balloon size minus what
+    /// the guest has touched): the host pays it when the guest touches it.
+    pub debt_kib: u64,
+    /// The sample timestamp this decision was based on (recorded when it is applied).
+    pub sample_s: Option<u64>,
 }
 
 impl Decision {
     pub const ABSENT: Decision = Decision {
         action: Action::Hold(Hold::Absent),
+        free_now_kib: None,
         unused_now_kib: None,
         keep_kib: 0,
         consumption_kib_s: 0,
         short_kib: 0,
+        debt_kib: 0,
+        sample_s: None,
     };
 }
 
@@ -378,6 +521,9 @@ pub struct Decisions {
     pub granted_kib: u64,
     /// Sum of shrinks.
     pub released_kib: u64,
+    /// What the host can still give before any move this tick: MemAvailable minus every
+    /// served VM's debt (may be below the reserve, then memory is taken back).
+    pub headroom_kib: u64,
     /// The band was waived because host and normal donations could not cover demand.
     pub pressure: bool,
 }
@@ -388,6 +534,7 @@ impl Decisions {
         demand_kib: 0,
         granted_kib: 0,
         released_kib: 0,
+        headroom_kib: 0,
         pressure: false,
     };
 }
@@ -421,9 +568,11 @@ impl View {
     };
 }
 
-/// Decides this tick's balloon targets. Pure: the same config, snapshot and history always
-/// give the same decisions and the same updated history.
-pub fn decide(config: &PolicyConfig, snapshot: &Snapshot, history: &mut History) -> Decisions {
+/// Decides this tick's balloon targets into `out`. Pure: the same config, snapshot and
+/// history always give the same decisions and the same updated history. What a decision
+/// changes in the VM's history is recorded only once it has been applied
+/// ([`History::applied`]): a failed or dry-run action leaves no trace.
+pub fn decide(config: &PolicyConfig, snapshot: &Snapshot, history: &mut History, out: &mut Decisions) {
     let mut views = [View::ABSENT; MAX_DOMAINS];
     for ((view, vm), h) in views.iter_mut().zip(&snapshot.vms).zip(history.vms.iter_mut()) {
         if let Some(vm) = vm {
@@ -469,11 +618,13 @@ pub fn decide(config: &PolicyConfig, snapshot: &Snapshot, history: &mut History)
     }
 
     let budget = (host + released).saturating_sub(reserve_line);
-    let mut decisions = Decisions::EMPTY;
+    let decisions = out;
+    *decisions = Decisions::EMPTY;
     let mut granted: u128 = 0;
     for (slot, v) in views.iter().enumerate() {
-        let h = &mut history.vms[slot];
         let d = &mut decisions.vms[slot];
+        d.sample_s = v.update_s;
+        d.free_now_kib = v.unused_now_kib;
         d.unused_now_kib = v.unused_now_kib;
         d.keep_kib = v.keep_kib;
         d.consumption_kib_s = v.consumption_kib_s;
@@ -490,11 +641,8 @@ pub fn decide(config: &PolicyConfig, snapshot: &Snapshot, history: &mut History)
                     Action::Hold(Hold::HostShort)
                 } else {
                     granted += grant;
-                    h.ticks_since_grow = 0;
-                    h.acted_on_update_s = v.update_s;
                     let grant = u64::try_from(grant).unwrap_or(u64::MAX);
                     let target_kib = v.actual_kib.saturating_add(grant);
-                    h.target_kib = Some(target_kib);
                     Action::Grow { target_kib }
                 }
             }
@@ -503,9 +651,7 @@ pub fn decide(config: &PolicyConfig, snapshot: &Snapshot, history: &mut History)
                 if release == 0 {
                     Action::Hold(Hold::Steady)
                 } else {
-                    h.acted_on_update_s = v.update_s;
                     let target_kib = v.actual_kib - release;
-                    h.target_kib = Some(target_kib);
                     Action::Shrink { target_kib }
                 }
             }
@@ -516,7 +662,15 @@ pub fn decide(config: &PolicyConfig, snapshot: &Snapshot, history: &mut History)
     decisions.granted_kib = u64::try_from(granted).unwrap_or(u64::MAX);
     decisions.released_kib = u64::try_from(released).unwrap_or(u64::MAX);
     decisions.pressure = pressure;
-    decisions
+}
+
+/// [`decide`], then every action recorded as applied: for simulations, benchmarks and tests in
+/// which every balloon change succeeds.
+pub fn decide_all_applied(config: &PolicyConfig, snapshot: &Snapshot, history: &mut History, out: &mut Decisions) {
+    decide(config, snapshot, history, out);
+    for (slot, d) in out.vms.iter().enumerate() {
+        history.applied(slot, d);
+    }
 }
 
 /// Updates one VM's history with its new sample and classifies it.

@@ -43,6 +43,7 @@ fn valid_config() -> impl Strategy<Value = PolicyConfig> {
             lead_ticks: lead,
             stale_ticks: stale,
             holdoff_ticks: hold,
+            free_figure: FreeFigure::Available,
         })
         .prop_filter("validates", |c| c.validate().is_ok())
 }
@@ -69,6 +70,10 @@ fn realistic_tick() -> impl Strategy<Value = (VmStats, u64)> {
                 swap_out_kib: counters.map(|c| c.1),
                 major_faults: counters.map(|c| c.2),
                 last_update_s: None,
+                rss_kib: None,
+                oom_kills: None,
+                alloc_stalls: None,
+                direct_reclaims: None,
             };
             (vm, advance)
         })
@@ -133,7 +138,8 @@ fn run_scenario(
     for tick in 0..s.ticks.len() {
         let snap = snapshot_of(s, tick);
         let before = history;
-        let d = decide(config, &snap, &mut history);
+        let mut d = Decisions::EMPTY;
+        decide_all_applied(config, &snap, &mut history, &mut d);
         check(&snap, &before, &d).map_err(|v| TestCaseError::fail(format!("tick {tick}: {v}")))?;
     }
     Ok(())
@@ -168,6 +174,10 @@ fn arbitrary_vm() -> impl Strategy<Value = VmStats> {
             swap_out_kib: o[4],
             major_faults: o[5],
             last_update_s: o[6],
+            rss_kib: None,
+            oom_kills: None,
+            alloc_stalls: None,
+            direct_reclaims: None,
         })
 }
 
@@ -187,6 +197,7 @@ fn arbitrary_config() -> impl Strategy<Value = PolicyConfig> {
             lead_ticks: u[7],
             stale_ticks: w[0],
             holdoff_ticks: w[1],
+            free_figure: FreeFigure::Available,
         })
 }
 
@@ -237,7 +248,8 @@ proptest! {
         for (tick, (vm, _)) in std::iter::once(first).chain(later).enumerate() {
             let stamp = if tick == 0 { 100 } else { 101 };
             snap.vms[3] = Some(VmStats { last_update_s: Some(stamp), ..vm });
-            let d = decide(&config, &snap, &mut history);
+            let mut d = Decisions::EMPTY;
+            decide_all_applied(&config, &snap, &mut history, &mut d);
             let unchanged_ticks = tick.saturating_sub(1);
             if unchanged_ticks >= config.stale_ticks as usize && vm.unused_kib.is_some() {
                 prop_assert_eq!(d.vms[3].action, Action::Hold(Hold::Stale), "tick {}", tick);
@@ -251,7 +263,10 @@ proptest! {
         let mut b = History::EMPTY;
         for tick in 0..s.ticks.len() {
             let snap = snapshot_of(&s, tick);
-            prop_assert_eq!(decide(&config, &snap, &mut a), decide(&config, &snap, &mut b));
+            let (mut da, mut db) = (Decisions::EMPTY, Decisions::EMPTY);
+            decide_all_applied(&config, &snap, &mut a, &mut da);
+            decide_all_applied(&config, &snap, &mut b, &mut db);
+            prop_assert_eq!(da, db);
             prop_assert_eq!(a, b);
         }
     }
@@ -270,7 +285,8 @@ proptest! {
                 snap.vms[*slot] = Some(*vm);
             }
             let before = history;
-            let d = decide(&config, &snap, &mut history);
+            let mut d = Decisions::EMPTY;
+            decide_all_applied(&config, &snap, &mut history, &mut d);
             invariants::check(&config, &snap, &before, &d).map_err(|v| TestCaseError::fail(v.to_string()))?;
         }
     }

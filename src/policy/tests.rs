@@ -21,6 +21,10 @@ fn vm(actual_mib: u64, max_mib: u64, unused_mib: u64, t: u64) -> VmStats {
         swap_out_kib: Some(0),
         major_faults: Some(0),
         last_update_s: Some(t),
+        rss_kib: None,
+        oom_kills: None,
+        alloc_stalls: None,
+        direct_reclaims: None,
     }
 }
 
@@ -35,7 +39,8 @@ fn snapshot(host_mib: u64, vms: &[VmStats]) -> Snapshot {
 
 fn run(c: &PolicyConfig, s: &Snapshot, h: &mut History) -> Decisions {
     let before = *h;
-    let d = decide(c, s, h);
+    let mut d = Decisions::EMPTY;
+    decide_all_applied(c, s, h, &mut d);
     invariants::check(c, s, &before, &d).unwrap();
     d
 }
@@ -57,10 +62,7 @@ fn run_settled(c: &PolicyConfig, s: &Snapshot, h: &mut History) -> Decisions {
 }
 
 fn target_mib(a: Action) -> Option<u64> {
-    match a {
-        Action::Grow { target_kib } | Action::Shrink { target_kib } => Some(kib_to_mib(target_kib)),
-        Action::Hold(_) => None,
-    }
+    a.target_kib().map(kib_to_mib)
 }
 
 #[test]

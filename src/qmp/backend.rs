@@ -262,6 +262,10 @@ impl Peer {
             swap_out_kib: stat_kib(s.swap_out),
             major_faults: stat_count(s.major_faults),
             last_update_s: stats.map(|s| s.last_update),
+            rss_kib: None,
+            oom_kills: None,
+            alloc_stalls: None,
+            direct_reclaims: None,
         })
     }
 }

@@ -5,7 +5,7 @@
 mod synthetic;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use memory_coordinator::policy::{History, PolicyConfig, Snapshot, decide};
+use memory_coordinator::policy::{Decisions, History, PolicyConfig, Snapshot, decide_all_applied};
 use std::hint::black_box;
 
 fn bench_decide(c: &mut Criterion) {
@@ -15,11 +15,13 @@ fn bench_decide(c: &mut Criterion) {
         synthetic::fill(s, t as u64);
     }
     let mut history = Box::new(History::EMPTY);
+    let mut out = Box::new(Decisions::EMPTY);
     let mut t = 0;
     c.bench_function("decide/256_vms", |b| {
         b.iter(|| {
             t = (t + 1) % snapshots.len();
-            black_box(decide(&config, black_box(&snapshots[t]), &mut history))
+            decide_all_applied(&config, black_box(&snapshots[t]), &mut history, &mut out);
+            black_box(&out);
         })
     });
 }

@@ -28,7 +28,29 @@ fn run_script(script: &str, args: &[&str]) {
     );
 }
 
-/// True (after saying so) when the lab is explicitly skipped; otherwise asserts root.
+/// The machine-wide lock every real-guest test holds (for the rest of its process): real
+/// guests share one libvirtd and two cores, so two such tests at once would balloon each
+/// other's guests or miss their timing.
+const LAB_LOCK: &str = "/tmp/memory-coordinator-lab.lock";
+
+fn hold_lab_lock(test: &str) {
+    static HELD: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+    HELD.get_or_init(|| {
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(LAB_LOCK).unwrap();
+        let started = Instant::now();
+        // SAFETY: flock on a descriptor we own; it blocks until the lock is ours.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) };
+        assert_eq!(rc, 0, "flock {LAB_LOCK}");
+        if started.elapsed() > Duration::from_secs(1) {
+            eprintln!("{test}: waited {:.0} s for another real-guest test to finish", started.elapsed().as_secs_f64());
+        }
+        file
+    });
+}
+
+/// True (after saying so) when the lab is explicitly skipped; otherwise asserts root and takes
+/// the machine-wide lab lock.
 pub fn skip_lab(test: &str) -> bool {
     if std::env::var_os("MC_SKIP_LAB").is_some_and(|v| v == "1") {
         eprintln!("SKIPPED {test}: MC_SKIP_LAB=1");
@@ -38,6 +60,7 @@ pub fn skip_lab(test: &str) -> bool {
     #[allow(unsafe_code)]
     let euid = unsafe { libc::geteuid() };
     assert_eq!(euid, 0, "{test} boots real guests and needs root (or set MC_SKIP_LAB=1 to skip it)");
+    hold_lab_lock(test);
     let others = other_coordinators();
     assert!(
         others.is_empty(),
@@ -46,12 +69,22 @@ pub fn skip_lab(test: &str) -> bool {
     false
 }
 
-/// Pids of memory_coordinator processes already running (their comm is cut to 15 bytes).
+/// Pids of memory_coordinator processes already running (their comm is cut to 15 bytes) that
+/// could touch the lab's guests: those on qemu:///system (the default) or on the lab's QMP
+/// sockets. Ones on libvirt's test driver or on another test's QMP sockets are harmless.
 fn other_coordinators() -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
     dir.filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "memory_coordina"))
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<String> =
+                cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+            let elsewhere = args.iter().any(|a| a.starts_with("test:") || a.starts_with("test+"))
+                || (args.iter().any(|a| a == "--qmp") && !args.iter().any(|a| a.contains("mc-lab")));
+            !elsewhere
+        })
         .collect()
 }
 

@@ -21,6 +21,10 @@ pub fn fill(snapshot: &mut Snapshot, tick: u64) {
             swap_out_kib: Some(0),
             major_faults: Some(tick),
             last_update_s: Some(1_700_000_000 + tick),
+            rss_kib: None,
+            oom_kills: None,
+            alloc_stalls: None,
+            direct_reclaims: None,
         });
     }
 }
