@@ -1,39 +1,68 @@
 //! The pure balancing policy: one call per tick, from a snapshot of every VM's balloon
-//! statistics and the host's free memory to a new balloon target per VM.
+//! statistics and the host's memory to a new balloon target per VM.
 //!
 //! `decide()` does no I/O, reads no clock, allocates nothing and cannot panic or overflow:
-//! every input is an arbitrary `u64` as far as it is concerned. All sizes are KiB.
+//! every input is an arbitrary `u64` as far as it is concerned. Figures are clamped at the
+//! boundary ([`MAX_KIB`], [`PolicyConfig::sanitized`]), so the arithmetic inside is plain,
+//! exact `u64`. All sizes are KiB.
 //!
-//! # The algorithm, per tick
-//! 1. **Observe.** For each VM: is the sample fresh (its `last_update` advanced), stale
-//!    (it advanced once, then stopped for `stale_ticks` ticks) or missing? From fresh samples
-//!    learn the consumption rate (growth of guest-used memory per second over the last two
-//!    sample intervals, taken at once when it rises and decayed by 25 % per sample when it
-//!    falls) and, when the balloon is at rest, the
-//!    constant offset between the balloon size and the guest's MemTotal. The offset lets the
-//!    policy estimate the guest's free memory *now* even if a sample was taken before the last
-//!    balloon move landed, so one sample is never counted twice. A VM seen for the first
-//!    time, or whose balloon moved without reaching our last target (someone else's target is
-//!    in flight), is left alone for up to 5 rounds until it rests.
-//! 2. **Classify.** `keep = vm_min_unused + rate × lead_ticks × interval` is the free memory a
-//!    VM must keep. A VM with less (or one that swapped in) is *needy*: it should grow to
-//!    `keep + band/2`. A VM with more is a potential *donor* of
-//!    `min(excess × fraction, step_max, actual − vm_min_size)`, but gives it in normal times
-//!    only if its excess is above the hysteresis band, and never within `holdoff_ticks` of a
-//!    grow or of swap/fault pressure.
-//! 3. **Budget.** The host funds growth down to `host_min_free` (never at or below it). When
-//!    host plus normal donations cannot cover the needs (or the host itself is under its
-//!    reserve), the band is waived and donors give more (still within fraction and step cap):
-//!    memory moves VM to VM. If that is still short, the needy VMs share what exists in
-//!    proportion to their need.
-//! 4. **Act.** Emit grow/shrink targets; record the action in the VM's history.
+//! # The model
+//! - **Free memory is reclaimable memory**: the guest's MemAvailable (free plus page cache it
+//!   can drop) where it reports it, MemFree otherwise, or MemFree only with
+//!   [`FreeFigure::Unused`]. A guest whose page cache fills its RAM is not hungry.
+//! - **The host pays when the guest touches.** Memory a guest was given and has not touched
+//!   is not backed by host RAM yet: MemAvailable on the host does not show it, but the host
+//!   pays it later. Each VM's *debt* is its balloon size minus what the host backs for it
+//!   (the QEMU process's RSS minus QEMU's own overhead, learned per VM). The host's
+//!   *headroom* is its MemAvailable minus every VM's debt: it does not change when guests
+//!   consume (the host's MemAvailable and the debt fall together), only when memory is given
+//!   or taken back. Growth is budgeted against the headroom above the reserve, so even if
+//!   every guest touched all it has, the host stays above `host_min_free`: the look-ahead is
+//!   built in. A headroom under the reserve (the host's own processes grew, or the daemon
+//!   started on an overcommitted host) is a deficit, paid back from the guests' excess.
+//!
+//! # Per tick
+//! 1. **Observe** (`observe.rs`). Is the sample fresh, stale, missing or impossible? From fresh
+//!    samples learn the consumption rate (growth of used memory, MemTotal minus the free
+//!    figure, per second over the last two sample intervals; a rise is capped at twice the
+//!    old rate plus 32 MiB/s so one transient sample cannot inflate it, a fall decays by a
+//!    quarter per sample), the offset between balloon size and MemTotal (while the balloon
+//!    rests: it corrects a sample taken before the last move landed), QEMU's overhead (so the
+//!    debt can be known) and the guest's alarms: swap and major faults stop any taking for a
+//!    while; an OOM kill or a burst of allocation stalls (Linux 6.12 counters) grows the
+//!    guest at once and raises what it must keep for a minute. It follows our own balloon
+//!    moves: one in flight is waited for, one that stopped short is cancelled and backed off;
+//!    a move that is not ours is waited for (up to 5 rounds) before anything is taken. A grant
+//!    is checked once it landed: its memory must show as free memory, or as memory the host
+//!    now backs, or as consumption at the rate seen before it; a guest that shows neither
+//!    (it lies about being short) gets no further grant until it does.
+//! 2. **Classify.** `keep = vm_min_unused + rate × lead_ticks × interval` is what a VM must keep
+//!    free. A VM with less, or one swapping in with little to spare, or one that raised an
+//!    alarm, or one below its configured minimum, is *needy*: it should have `keep + band/2`.
+//!    Its need up to `vm_min_unused` is *urgent*. A VM with more is a potential *donor*: of
+//!    `min(excess × fraction, step_max, actual − floor)`, in normal times only from MemFree
+//!    (never its page cache) and only beyond the band; under pressure also from its cache.
+//! 3. **Budget.** Growth is funded by the headroom above the reserve plus this tick's
+//!    releases. When that cannot cover the needs and any deficit, the band is waived and
+//!    donors give more, page cache included (within fraction and step cap): memory moves VM to
+//!    VM. Still short, the needy share what exists: urgent needs first, then the rest, each
+//!    tier by weighted max-min fairness (equal grant per unit of weight, no VM above its need
+//!    or above `step_max` in one tick).
+//! 4. **Act.** Emit grow/shrink/cancel targets, rounded to whole pages. What an action
+//!    changes in a VM's history is recorded only when the coordinator reports it applied
+//!    ([`History::applied`]).
 
 pub mod invariants;
+
+mod observe;
+mod share;
 
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod tests;
+
+use observe::{View, observe};
 
 use crate::units::mib_to_kib;
 
@@ -53,23 +82,9 @@ pub const MAX_KIB: u64 = 1 << 40;
 /// Largest weight a VM can be given (`VmLimits::weight`).
 pub const MAX_WEIGHT: u32 = 1000;
 
-/// How fast the consumption estimate falls when a sample shows less consumption (percent of
-/// the difference per sample). Rises are taken at once: a guest must never be caught short
-/// because the estimator was still averaging.
-const RATE_DECAY_PCT: u64 = 25;
-
-/// Major page faults per second above which a guest counts as under memory pressure
-/// (re-reading evicted pages), so nothing is taken from it for `holdoff_ticks`.
-const PRESSURE_MAJOR_FAULTS_PER_S: u64 = 100;
-
-/// Rounds a VM is left alone while its balloon moves towards a target that is not ours (set
-/// by libvirt at boot, or by an operator): acting on a moving balloon would override that
-/// target with one computed from a size that is about to change.
-const SETTLE_TICKS: u32 = 5;
-
-/// Smallest balloon change worth making when the band is waived or a grant is rationed:
-/// below this a move costs the guest more than it returns.
-const MIN_MOVE_KIB: u64 = 1024;
+/// Smallest balloon change worth making: below this a move costs the guest more than it
+/// returns. (A cancel of a stalled shrink is exempt: it only stops the balloon.)
+pub const MIN_MOVE_KIB: u64 = 1024;
 
 /// Which guest figure counts as a VM's free memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,7 +142,7 @@ impl PolicyConfig {
         interval_s: 1,
         vm_min_unused_kib: mib_to_kib(100),
         host_min_free_kib: mib_to_kib(200),
-        shrink_band_kib: mib_to_kib(128),
+        shrink_band_kib: mib_to_kib(64),
         shrink_fraction_pct: 25,
         shrink_step_max_kib: mib_to_kib(256),
         vm_min_size_kib: mib_to_kib(256),
@@ -159,9 +174,40 @@ impl PolicyConfig {
         if self.stale_ticks < 2 {
             return fail("--stale-ticks must be at least 2 (stats timestamps have 1 s resolution)");
         }
+        if self.interval_s > MAX_INTERVAL_S || self.lead_ticks > MAX_LEAD_TICKS {
+            return fail("the interval is at most 3600 s and --lead-ticks at most 100");
+        }
         Ok(())
     }
+
+    /// The configuration `decide()` really works with: every field clamped into the range
+    /// `validate` accepts (a valid configuration is returned unchanged), every size to
+    /// [`MAX_KIB`]. This is what keeps the policy's arithmetic within `u64` for any input.
+    pub fn sanitized(&self) -> PolicyConfig {
+        PolicyConfig {
+            interval_s: self.interval_s.clamp(1, MAX_INTERVAL_S),
+            vm_min_unused_kib: self.vm_min_unused_kib.clamp(1, MAX_KIB),
+            host_min_free_kib: self.host_min_free_kib.min(MAX_KIB),
+            shrink_band_kib: self.shrink_band_kib.min(MAX_KIB),
+            shrink_fraction_pct: self.shrink_fraction_pct.clamp(1, 100),
+            shrink_step_max_kib: self.shrink_step_max_kib.clamp(1, MAX_KIB),
+            vm_min_size_kib: self.vm_min_size_kib.min(MAX_KIB),
+            lead_ticks: self.lead_ticks.clamp(1, MAX_LEAD_TICKS),
+            stale_ticks: self.stale_ticks.max(2),
+            holdoff_ticks: self.holdoff_ticks,
+            free_figure: self.free_figure,
+        }
+    }
+
+    /// How far ahead a growing VM is given its consumption, seconds.
+    pub fn lead_s(&self) -> u64 {
+        self.lead_ticks.saturating_mul(self.interval_s)
+    }
 }
+
+/// Longest interval and lead accepted (the CLI has the same bounds).
+pub const MAX_INTERVAL_S: u64 = 3600;
+pub const MAX_LEAD_TICKS: u64 = 100;
 
 impl Default for PolicyConfig {
     fn default() -> Self {
@@ -290,7 +336,7 @@ pub struct VmHistory {
     pub update_advanced: bool,
     /// Ticks since the timestamp last advanced.
     pub ticks_unchanged: u32,
-    /// Guest-used memory in the last fresh sample, and in the one before.
+    /// Used memory (MemTotal minus the free figure) in the last fresh sample and the one before.
     pub used_kib: Option<u64>,
     pub used_before_kib: Option<u64>,
     /// Seconds between the last fresh sample and the one before.
@@ -301,17 +347,67 @@ pub struct VmHistory {
     pub actual_kib: Option<u64>,
     /// Balloon size minus guest MemTotal, learned while the balloon was at rest.
     pub size_offset_kib: Option<i64>,
+    /// Cumulative guest counters as last seen.
     pub swap_in_kib: Option<u64>,
     pub swap_out_kib: Option<u64>,
     pub major_faults: Option<u64>,
-    /// The sample timestamp the last action was based on.
+    pub oom_kills: Option<u64>,
+    pub alloc_stalls: Option<u64>,
+    pub direct_reclaims: Option<u64>,
+    /// QEMU's own share of its RSS (RSS minus what the guest has touched), the lowest seen,
+    /// allowed to creep up slowly. Backed guest memory is RSS minus this.
+    pub overhead_kib: Option<u64>,
+    /// The sample timestamp the last applied action was based on.
     pub acted_on_update_s: Option<u64>,
-    /// The last target we set.
+    /// Our last applied target, until the balloon reaches it (or we give up on it).
     pub target_kib: Option<u64>,
+    /// That target is a shrink.
+    pub shrinking: bool,
+    /// Ticks the balloon sat still short of our target.
+    pub ticks_still: u32,
+    /// After a stalled shrink: no shrink for `stall_backoff_ticks` ticks (doubling).
+    pub stall_backoff_ticks: u32,
+    pub ticks_since_stall: u32,
     /// Consecutive rounds held because the balloon was moving to a target not ours.
     pub ticks_settling: u32,
     pub ticks_since_grow: u32,
     pub ticks_since_pressure: u32,
+    pub ticks_since_alarm: u32,
+    /// The last grant, until its memory shows (see [`GrantCheck`]).
+    pub grant: Option<GrantCheck>,
+    /// The last grant did not show: no further grant until it does.
+    pub unverified: bool,
+    /// What the last `decide()` saw when it proposed an action, for [`History::applied`].
+    pub proposal: Proposal,
+}
+
+/// A grant under check: once it landed, its memory must show as free memory, as memory the
+/// host backs (RSS), or as consumption at the rate seen before the grant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GrantCheck {
+    pub grant_kib: u64,
+    pub target_kib: u64,
+    /// The free figure (estimated now) when the grant was decided.
+    pub free_before_kib: u64,
+    /// RSS when the grant was decided.
+    pub rss_before_kib: Option<u64>,
+    /// Consumption estimated before the grant.
+    pub rate_kib_s: u64,
+    /// Sample timestamp the grant was based on.
+    pub decided_at_s: Option<u64>,
+    /// Sample timestamp when the balloon was first seen at the target: a sample newer than
+    /// this one was taken after the grant landed.
+    pub landed_at_s: Option<u64>,
+    pub ticks: u32,
+}
+
+/// The figures an action was decided on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Proposal {
+    pub actual_kib: u64,
+    pub free_kib: u64,
+    pub rss_kib: Option<u64>,
+    pub rate_kib_s: u64,
 }
 
 impl VmHistory {
@@ -328,11 +424,23 @@ impl VmHistory {
         swap_in_kib: None,
         swap_out_kib: None,
         major_faults: None,
+        oom_kills: None,
+        alloc_stalls: None,
+        direct_reclaims: None,
+        overhead_kib: None,
         acted_on_update_s: None,
         target_kib: None,
+        shrinking: false,
+        ticks_still: 0,
+        stall_backoff_ticks: 0,
+        ticks_since_stall: u32::MAX,
         ticks_settling: 0,
         ticks_since_grow: u32::MAX,
         ticks_since_pressure: u32::MAX,
+        ticks_since_alarm: u32::MAX,
+        grant: None,
+        unverified: false,
+        proposal: Proposal { actual_kib: 0, free_kib: 0, rss_kib: None, rate_kib_s: 0 },
     };
 }
 
@@ -359,16 +467,39 @@ impl History {
     }
 
     /// Records that `decision` (made for `slot` by the last [`decide`]) took effect. Only
-    /// applied actions may shape the next decisions: a target that never reached the
-    /// hypervisor must not be waited for.
+    /// applied actions shape the next decisions: a target that never reached the hypervisor
+    /// must not be waited for, and a grant that was not made must not be checked.
     pub fn applied(&mut self, slot: usize, decision: &Decision) {
         let Some(h) = self.vms.get_mut(slot) else { return };
         let Some(target_kib) = decision.action.target_kib() else { return };
-        if let Action::Grow { .. } = decision.action {
-            h.ticks_since_grow = 0;
-        }
         h.acted_on_update_s = decision.sample_s;
         h.target_kib = Some(target_kib);
+        h.shrinking = matches!(decision.action, Action::Shrink { .. });
+        h.ticks_still = 0;
+        let p = h.proposal;
+        match decision.action {
+            Action::Grow { .. } => {
+                h.ticks_since_grow = 0;
+                h.grant = Some(GrantCheck {
+                    grant_kib: target_kib.saturating_sub(p.actual_kib),
+                    target_kib,
+                    free_before_kib: p.free_kib,
+                    rss_before_kib: p.rss_kib,
+                    rate_kib_s: p.rate_kib_s,
+                    decided_at_s: decision.sample_s,
+                    landed_at_s: None,
+                    ticks: 0,
+                });
+            }
+            Action::Cancel { .. } => {
+                h.ticks_since_stall = 0;
+                h.stall_backoff_ticks = h
+                    .stall_backoff_ticks
+                    .saturating_mul(2)
+                    .clamp(observe::STALL_BACKOFF_MIN_TICKS, observe::STALL_BACKOFF_MAX_TICKS);
+            }
+            Action::Shrink { .. } | Action::Hold(_) => {}
+        }
     }
 }
 
@@ -539,129 +670,38 @@ impl Decisions {
     };
 }
 
-/// How the policy sees one VM after observing it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Class {
-    Hold(Hold),
-    Needy { need_kib: u64 },
-    Donor { normal_kib: u64, pressure_kib: u64 },
-}
-
-#[derive(Clone, Copy, Debug)]
-struct View {
-    class: Class,
-    actual_kib: u64,
-    unused_now_kib: Option<u64>,
-    keep_kib: u64,
-    consumption_kib_s: u64,
-    update_s: Option<u64>,
-}
-
-impl View {
-    const ABSENT: View = View {
-        class: Class::Hold(Hold::Absent),
-        actual_kib: 0,
-        unused_now_kib: None,
-        keep_kib: 0,
-        consumption_kib_s: 0,
-        update_s: None,
-    };
-}
-
 /// Decides this tick's balloon targets into `out`. Pure: the same config, snapshot and
 /// history always give the same decisions and the same updated history. What a decision
 /// changes in the VM's history is recorded only once it has been applied
 /// ([`History::applied`]): a failed or dry-run action leaves no trace.
 pub fn decide(config: &PolicyConfig, snapshot: &Snapshot, history: &mut History, out: &mut Decisions) {
+    let config = config.sanitized();
     let mut views = [View::ABSENT; MAX_DOMAINS];
-    for ((view, vm), h) in views.iter_mut().zip(&snapshot.vms).zip(history.vms.iter_mut()) {
-        if let Some(vm) = vm {
-            *view = observe(config, vm, h);
+    let mut debt_total = 0u64;
+    for (slot, view) in views.iter_mut().enumerate() {
+        if let Some(vm) = &snapshot.vms[slot] {
+            *view = observe(&config, &vm.clamped(), &snapshot.limits[slot], &mut history.vms[slot]);
+            debt_total += view.debt_kib;
         }
     }
-
-    let mut demand: u128 = 0;
-    let mut normal_total: u128 = 0;
-    let mut extra_total: u128 = 0;
-    for v in &views {
-        match v.class {
-            Class::Needy { need_kib } => demand += u128::from(need_kib),
-            Class::Donor { normal_kib, pressure_kib } => {
-                normal_total += u128::from(normal_kib);
-                extra_total += u128::from(pressure_kib - normal_kib);
-            }
-            Class::Hold(_) => {}
+    let host_kib = snapshot.host.available_kib.min(MAX_KIB);
+    // The host must end strictly above its reserve even once every guest has touched all it
+    // has been given.
+    let line = config.host_min_free_kib + 1;
+    let host_budget = host_kib.saturating_sub(debt_total + line);
+    let deficit = (debt_total + line).saturating_sub(host_kib);
+    share::decide_moves(&config, &views, host_budget, deficit, out);
+    out.headroom_kib = host_kib.saturating_sub(debt_total);
+    for (slot, (view, d)) in views.iter().zip(out.vms.iter()).enumerate() {
+        if d.action.target_kib().is_some() {
+            history.vms[slot].proposal = Proposal {
+                actual_kib: view.actual_kib,
+                free_kib: view.free_now_kib.unwrap_or(0),
+                rss_kib: view.rss_kib,
+                rate_kib_s: view.consumption_kib_s,
+            };
         }
     }
-
-    // The host must end strictly above its reserve after funding growth.
-    let host = u128::from(snapshot.host.available_kib);
-    let reserve_line = u128::from(config.host_min_free_kib) + 1;
-    let shortfall = (demand + reserve_line).saturating_sub(host + normal_total);
-    let pressure = shortfall > 0 && extra_total > 0;
-    let take_total = shortfall.min(extra_total);
-
-    let mut releases = [0u64; MAX_DOMAINS];
-    let mut released: u128 = 0;
-    for (release, v) in releases.iter_mut().zip(&views) {
-        if let Class::Donor { normal_kib, pressure_kib } = v.class {
-            let extra = u128::from(pressure_kib - normal_kib);
-            let take = (extra * take_total).checked_div(extra_total).unwrap_or(0);
-            // take <= extra, so the sum stays within pressure_kib.
-            let mut r = normal_kib.saturating_add(u64::try_from(take).unwrap_or(u64::MAX));
-            if normal_kib == 0 && r < MIN_MOVE_KIB {
-                r = 0;
-            }
-            *release = r;
-            released += u128::from(r);
-        }
-    }
-
-    let budget = (host + released).saturating_sub(reserve_line);
-    let decisions = out;
-    *decisions = Decisions::EMPTY;
-    let mut granted: u128 = 0;
-    for (slot, v) in views.iter().enumerate() {
-        let d = &mut decisions.vms[slot];
-        d.sample_s = v.update_s;
-        d.free_now_kib = v.unused_now_kib;
-        d.unused_now_kib = v.unused_now_kib;
-        d.keep_kib = v.keep_kib;
-        d.consumption_kib_s = v.consumption_kib_s;
-        d.action = match v.class {
-            Class::Hold(why) => Action::Hold(why),
-            Class::Needy { need_kib } => {
-                let need = u128::from(need_kib);
-                let mut grant = if budget >= demand { need } else { need * budget / demand };
-                if grant < need && grant < u128::from(MIN_MOVE_KIB) {
-                    grant = 0;
-                }
-                d.short_kib = u64::try_from(need - grant).unwrap_or(u64::MAX);
-                if grant == 0 {
-                    Action::Hold(Hold::HostShort)
-                } else {
-                    granted += grant;
-                    let grant = u64::try_from(grant).unwrap_or(u64::MAX);
-                    let target_kib = v.actual_kib.saturating_add(grant);
-                    Action::Grow { target_kib }
-                }
-            }
-            Class::Donor { .. } => {
-                let release = releases[slot];
-                if release == 0 {
-                    Action::Hold(Hold::Steady)
-                } else {
-                    let target_kib = v.actual_kib - release;
-                    Action::Shrink { target_kib }
-                }
-            }
-        };
-    }
-
-    decisions.demand_kib = u64::try_from(demand).unwrap_or(u64::MAX);
-    decisions.granted_kib = u64::try_from(granted).unwrap_or(u64::MAX);
-    decisions.released_kib = u64::try_from(released).unwrap_or(u64::MAX);
-    decisions.pressure = pressure;
 }
 
 /// [`decide`], then every action recorded as applied: for simulations, benchmarks and tests in
@@ -673,177 +713,90 @@ pub fn decide_all_applied(config: &PolicyConfig, snapshot: &Snapshot, history: &
     }
 }
 
-/// Updates one VM's history with its new sample and classifies it.
-fn observe(config: &PolicyConfig, vm: &VmStats, h: &mut VmHistory) -> View {
-    h.ticks_since_grow = h.ticks_since_grow.saturating_add(1);
-    h.ticks_since_pressure = h.ticks_since_pressure.saturating_add(1);
-    let first_sight = h.actual_kib.is_none();
-    let at_rest = h.actual_kib == Some(vm.actual_kib);
-    h.actual_kib = Some(vm.actual_kib);
-
-    let mut view = View { actual_kib: vm.actual_kib, update_s: vm.last_update_s, ..View::ABSENT };
-    let hold = |mut view: View, why| {
-        view.class = Class::Hold(why);
-        view
-    };
-
-    let (fresh, dt_s) = track_freshness(config, vm.last_update_s, h);
-    let unused = match (vm.unused_kib, vm.last_update_s) {
-        (None, _) | (_, Some(0)) => return hold(view, Hold::NoStats),
-        (Some(unused), _) => unused,
-    };
-    if vm.max_kib == 0 || vm.actual_kib == 0 || vm.actual_kib > vm.max_kib {
-        return hold(view, Hold::Inconsistent);
-    }
-    if h.update_advanced && h.ticks_unchanged >= config.stale_ticks {
-        return hold(view, Hold::Stale);
-    }
-
-    if fresh {
-        learn(vm, h, unused, at_rest, dt_s);
-    }
-
-    // Estimate free memory now: the sample describes the guest at the size it had then.
-    let size_at_sample = match (vm.available_kib, h.size_offset_kib) {
-        (Some(total), Some(offset)) => clamp_to_u64(i128::from(total) + i128::from(offset)),
-        _ => vm.actual_kib,
-    };
-    let unused_now =
-        clamp_to_u64(i128::from(unused) + i128::from(vm.actual_kib) - i128::from(size_at_sample)).min(vm.actual_kib);
-    let lead_s = config.lead_ticks.saturating_mul(config.interval_s.max(1));
-    let keep = config.vm_min_unused_kib.saturating_add(h.consumption_kib_s.saturating_mul(lead_s));
-    view.unused_now_kib = Some(unused_now);
-    view.keep_kib = keep;
-    view.consumption_kib_s = h.consumption_kib_s;
-
-    if !fresh && h.acted_on_update_s.is_some() && h.acted_on_update_s == vm.last_update_s {
-        return hold(view, Hold::AwaitingStats);
-    }
-    let swapped_in = if fresh { counter_delta(vm.swap_in_kib, h.swap_in_kib) } else { 0 };
-    if fresh {
-        let swapped_out = counter_delta(vm.swap_out_kib, h.swap_out_kib);
-        let faults_per_s = counter_delta(vm.major_faults, h.major_faults) / dt_s.max(1);
-        if swapped_in > 0 || swapped_out > 0 || faults_per_s >= PRESSURE_MAJOR_FAULTS_PER_S {
-            h.ticks_since_pressure = 0;
+/// Targets for stopping the daemon with `--restore-on-exit`: every VM grows back toward its
+/// max (or configured maximum), largest shortfall first, as far as the host's headroom above
+/// its reserve allows, so that stopping the daemon never leaves a guest squeezed and never
+/// overcommits the host. Uses the history for the VMs' debts; changes nothing in it.
+pub fn restore(config: &PolicyConfig, snapshot: &Snapshot, history: &History, out: &mut Decisions) {
+    let config = config.sanitized();
+    *out = Decisions::EMPTY;
+    let mut shortfall = [0u64; MAX_DOMAINS];
+    let mut order = [0u16; MAX_DOMAINS];
+    let mut n = 0;
+    let mut debt_total = 0u64;
+    for (slot, vm) in snapshot.vms.iter().enumerate() {
+        let Some(vm) = vm else { continue };
+        let vm = vm.clamped();
+        let h = &history.vms[slot];
+        let debt = observe::debt_kib(&vm, h);
+        debt_total += debt;
+        let d = &mut out.vms[slot];
+        d.debt_kib = debt;
+        d.action = Action::Hold(Hold::AtMax);
+        let cap = observe::cap_kib(&vm, &snapshot.limits[slot]);
+        if vm.actual_kib == 0 || vm.actual_kib > vm.max_kib {
+            d.action = Action::Hold(Hold::Inconsistent);
+            continue;
         }
-        h.swap_in_kib = vm.swap_in_kib;
-        h.swap_out_kib = vm.swap_out_kib;
-        h.major_faults = vm.major_faults;
-    }
-
-    // A balloon that moved since last round without reaching our target is on its way to
-    // someone else's; a VM seen for the first time may be too (libvirt balloons guests down
-    // right after boot). Wait for it to rest, for a bounded number of rounds.
-    let foreign_move = !at_rest && h.target_kib != Some(vm.actual_kib);
-    if first_sight || (foreign_move && h.ticks_settling < SETTLE_TICKS) {
-        h.ticks_settling = h.ticks_settling.saturating_add(1);
-        return hold(view, Hold::Settling);
-    }
-    if !foreign_move {
-        h.ticks_settling = 0;
-    }
-
-    if unused_now < keep || swapped_in > 0 {
-        let want = keep.saturating_add(config.shrink_band_kib / 2);
-        let need = want.saturating_sub(unused_now).max(swapped_in);
-        let room = vm.max_kib - vm.actual_kib;
-        if room == 0 {
-            return hold(view, Hold::AtMax);
+        shortfall[slot] = cap.saturating_sub(vm.actual_kib);
+        if shortfall[slot] >= MIN_MOVE_KIB {
+            order[n] = u16::try_from(slot).unwrap_or(0);
+            n += 1;
         }
-        view.class = Class::Needy { need_kib: need.min(room) };
-        return view;
     }
-
-    if h.ticks_since_grow < config.holdoff_ticks || h.ticks_since_pressure < config.holdoff_ticks {
-        return hold(view, Hold::Holdoff);
-    }
-    let room = vm.actual_kib.saturating_sub(config.vm_min_size_kib);
-    if room == 0 {
-        return hold(view, Hold::AtFloor);
-    }
-    let excess = unused_now - keep;
-    let share = u128::from(excess) * u128::from(config.shrink_fraction_pct.min(100)) / 100;
-    let pressure_kib = u64::try_from(share).unwrap_or(u64::MAX).min(config.shrink_step_max_kib).min(room);
-    let normal_kib = if excess > config.shrink_band_kib { pressure_kib } else { 0 };
-    view.class = Class::Donor { normal_kib, pressure_kib };
-    view
-}
-
-/// Tracks the sample timestamp: is this a new sample, and how many seconds after the last?
-/// A timestamp that has never moved for `stale_ticks` ticks is a frozen clock (libvirt's test
-/// driver has one): each tick then counts as a new sample, as when the backend reports no
-/// timestamp at all.
-fn track_freshness(config: &PolicyConfig, update_s: Option<u64>, h: &mut VmHistory) -> (bool, u64) {
-    let interval_s = config.interval_s.max(1);
-    let fresh = match (update_s, h.last_update_s) {
-        (None, _) => (true, interval_s),
-        (Some(now), Some(prev)) if now == prev => {
-            h.ticks_unchanged = h.ticks_unchanged.saturating_add(1);
-            let frozen = !h.update_advanced && h.ticks_unchanged >= config.stale_ticks;
-            (frozen, interval_s)
-        }
-        (Some(now), Some(prev)) if now > prev => {
-            h.update_advanced = true;
-            h.ticks_unchanged = 0;
-            (true, now - prev)
-        }
-        // First sample, or the clock went back (QEMU restarted behind the same identity).
-        (Some(_), _) => {
-            h.update_advanced = false;
-            h.ticks_unchanged = 0;
-            (true, interval_s)
-        }
-    };
-    h.last_update_s = update_s;
-    fresh
-}
-
-/// Learns consumption and the size offset from a fresh sample.
-fn learn(vm: &VmStats, h: &mut VmHistory, unused: u64, at_rest: bool, dt_s: u64) {
-    // Used memory from one sample's own figures is immune to balloon moves in flight; the
-    // host-side size is only trusted while the balloon is at rest.
-    let used = match vm.available_kib {
-        Some(total) => Some(total.saturating_sub(unused)),
-        None if at_rest => Some(vm.actual_kib.saturating_sub(unused)),
-        None => None,
-    };
-    // Measured over the last two sample intervals where possible: timestamps have 1 s
-    // resolution and QEMU re-arms its stats timer after each answer, so one interval of
-    // "1 s" can really be 1.9 s; over two intervals that error is halved.
-    let sample = match (used, h.used_kib, h.used_before_kib) {
-        (Some(used), Some(_), Some(before)) => {
-            Some((i128::from(used) - i128::from(before)) / i128::from(dt_s.saturating_add(h.last_step_s).max(1)))
-        }
-        (Some(used), Some(prev), None) => Some((i128::from(used) - i128::from(prev)) / i128::from(dt_s.max(1))),
-        _ => None,
-    };
-    if let Some(sample) = sample {
-        let rate = i128::from(h.consumption_kib_s);
-        let next = if sample >= rate {
-            sample
+    let host_kib = snapshot.host.available_kib.min(MAX_KIB);
+    out.headroom_kib = host_kib.saturating_sub(debt_total);
+    let mut budget = host_kib.saturating_sub(debt_total + config.host_min_free_kib + 1);
+    let order = &mut order[..n];
+    order.sort_unstable_by(|a, b| shortfall[usize::from(*b)].cmp(&shortfall[usize::from(*a)]).then(a.cmp(b)));
+    for slot in order.iter().map(|s| usize::from(*s)) {
+        let Some(vm) = snapshot.vms[slot] else { continue };
+        let actual = vm.actual_kib.min(MAX_KIB);
+        let give = shortfall[slot].min(budget);
+        let target = page_down(actual + give);
+        let d = &mut out.vms[slot];
+        if target >= actual + MIN_MOVE_KIB {
+            budget -= target - actual;
+            out.granted_kib += target - actual;
+            d.action = Action::Grow { target_kib: target };
         } else {
-            let fall = (rate - sample.max(0)) * i128::from(RATE_DECAY_PCT);
-            rate - (fall + 99) / 100
-        };
-        h.consumption_kib_s = clamp_to_u64(next);
-    }
-    h.used_before_kib = h.used_kib;
-    h.used_kib = used;
-    h.last_step_s = dt_s;
-    if let (true, Some(total)) = (at_rest, vm.available_kib) {
-        let offset = i128::from(vm.actual_kib) - i128::from(total);
-        h.size_offset_kib = Some(i64::try_from(offset).unwrap_or(if offset < 0 { i64::MIN } else { i64::MAX }));
+            d.action = Action::Hold(Hold::HostShort);
+        }
+        d.short_kib = shortfall[slot] - target.saturating_sub(actual).min(shortfall[slot]);
     }
 }
 
-/// Growth of a cumulative counter since the previous sample; 0 if unknown or reset.
-fn counter_delta(now: Option<u64>, prev: Option<u64>) -> u64 {
-    match (now, prev) {
-        (Some(now), Some(prev)) => now.saturating_sub(prev),
-        _ => 0,
+impl VmStats {
+    /// Every figure clamped to what the policy's arithmetic is built for: sizes to
+    /// [`MAX_KIB`], counters and timestamps to 2^48 (far beyond any real value).
+    pub fn clamped(&self) -> VmStats {
+        const MAX_COUNT: u64 = 1 << 48;
+        let size = |v: Option<u64>| v.map(|v| v.min(MAX_KIB));
+        let count = |v: Option<u64>| v.map(|v| v.min(MAX_COUNT));
+        VmStats {
+            actual_kib: self.actual_kib.min(MAX_KIB),
+            max_kib: self.max_kib.min(MAX_KIB),
+            unused_kib: size(self.unused_kib),
+            usable_kib: size(self.usable_kib),
+            available_kib: size(self.available_kib),
+            swap_in_kib: count(self.swap_in_kib),
+            swap_out_kib: count(self.swap_out_kib),
+            major_faults: count(self.major_faults),
+            last_update_s: count(self.last_update_s),
+            rss_kib: size(self.rss_kib),
+            oom_kills: count(self.oom_kills),
+            alloc_stalls: count(self.alloc_stalls),
+            direct_reclaims: count(self.direct_reclaims),
+        }
     }
 }
 
-fn clamp_to_u64(v: i128) -> u64 {
-    u64::try_from(v.max(0)).unwrap_or(u64::MAX)
+/// Rounds a size down to whole pages.
+pub const fn page_down(kib: u64) -> u64 {
+    kib - kib % PAGE_KIB
+}
+
+/// Rounds a size up to whole pages.
+pub const fn page_up(kib: u64) -> u64 {
+    page_down(kib.saturating_add(PAGE_KIB - 1))
 }

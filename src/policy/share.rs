@@ -1,0 +1,160 @@
+//! Steps 3 and 4 of a tick: who gives how much, who gets how much. No VM is looked at alone
+//! here; every figure comes from `observe`.
+
+use super::observe::{Class, View};
+use super::{Action, Decisions, Hold, MAX_DOMAINS, MIN_MOVE_KIB, PolicyConfig, page_down, page_up};
+
+/// Fixed-point scale for spreading a pressure take over donors: extra × ratio stays below
+/// 2^54 for extra ≤ 2^40, and a take of at most 2^48 times the scale below 2^62.
+const RATIO_SHIFT: u32 = 14;
+
+/// Turns this tick's views into decisions: releases, then grants funded by the host's budget
+/// (`host_budget`: headroom above the reserve) and the releases, after paying any `deficit`
+/// (headroom under the reserve).
+pub(super) fn decide_moves(
+    config: &PolicyConfig,
+    views: &[View; MAX_DOMAINS],
+    host_budget: u64,
+    deficit: u64,
+    out: &mut Decisions,
+) {
+    *out = Decisions::EMPTY;
+    let mut demand = 0u64;
+    let mut urgent_demand = 0u64;
+    let mut normal_total = 0u64;
+    let mut extra_total = 0u64;
+    for v in views {
+        match v.class {
+            Class::Needy { urgent_kib, need_kib } => {
+                demand += need_kib;
+                urgent_demand += urgent_kib;
+            }
+            Class::Donor { normal_kib, pressure_kib } => {
+                normal_total += normal_kib;
+                extra_total += pressure_kib - normal_kib;
+            }
+            Class::Hold(_) | Class::Cancel { .. } => {}
+        }
+    }
+
+    // What the host and normal donations cannot cover, the deficit included, is taken under
+    // pressure: the band is waived and page cache is given too, spread over the donors in
+    // proportion to what each could give.
+    let shortfall = (demand + deficit).saturating_sub(host_budget + normal_total);
+    let take = shortfall.min(extra_total);
+    let ratio = if extra_total == 0 { 0 } else { (take << RATIO_SHIFT).div_ceil(extra_total) };
+    let mut releases = [0u64; MAX_DOMAINS];
+    let mut released = 0u64;
+    for (release, v) in releases.iter_mut().zip(views) {
+        if let Class::Donor { normal_kib, pressure_kib } = v.class {
+            let extra = ((pressure_kib - normal_kib) * ratio) >> RATIO_SHIFT;
+            let wanted = (normal_kib + extra).min(pressure_kib);
+            let target = page_up(v.actual_kib - wanted).min(v.actual_kib);
+            let r = v.actual_kib - target;
+            *release = if r < MIN_MOVE_KIB { 0 } else { r };
+            released += *release;
+        }
+    }
+
+    // Grants. In normal times every need is met. Short, urgent needs (what keeps a VM from
+    // starving, its floor, an alarm) are served first, then the deficit is paid, then the
+    // rest: each tier water-filled by weight, no VM above its need or `step_max` a tick.
+    let mut grants = [0u64; MAX_DOMAINS];
+    let budget = host_budget + released;
+    let short = budget < demand + deficit;
+    if short {
+        let mut caps = [0u64; MAX_DOMAINS];
+        let mut weights = [1u64; MAX_DOMAINS];
+        let mut needy = [0u16; MAX_DOMAINS];
+        let mut n = 0;
+        for (slot, v) in views.iter().enumerate() {
+            if let Class::Needy { urgent_kib, .. } = v.class {
+                caps[slot] = urgent_kib.min(config.shrink_step_max_kib);
+                weights[slot] = v.weight;
+                needy[n] = u16::try_from(slot).unwrap_or(0);
+                n += 1;
+            }
+        }
+        let needy = &needy[..n];
+        let spent = weighted_fill(needy, &caps, &weights, budget.min(urgent_demand), &mut grants);
+        let left = (budget - spent).saturating_sub(deficit);
+        for slot in needy.iter().map(|s| usize::from(*s)) {
+            if let Class::Needy { need_kib, .. } = views[slot].class {
+                caps[slot] = need_kib.min(config.shrink_step_max_kib) - grants[slot];
+            }
+        }
+        weighted_fill(needy, &caps, &weights, left, &mut grants);
+    } else {
+        for (grant, v) in grants.iter_mut().zip(views) {
+            if let Class::Needy { need_kib, .. } = v.class {
+                *grant = need_kib;
+            }
+        }
+    }
+
+    for (slot, v) in views.iter().enumerate() {
+        let d = &mut out.vms[slot];
+        d.free_now_kib = v.free_now_kib;
+        d.unused_now_kib = v.unused_now_kib;
+        d.keep_kib = v.keep_kib;
+        d.consumption_kib_s = v.consumption_kib_s;
+        d.debt_kib = v.debt_kib;
+        d.sample_s = v.sample_s;
+        d.action = match v.class {
+            Class::Hold(why) => Action::Hold(why),
+            Class::Cancel { target_kib } => Action::Cancel { target_kib },
+            Class::Donor { .. } if releases[slot] == 0 => Action::Hold(Hold::Steady),
+            Class::Donor { .. } => {
+                out.released_kib += releases[slot];
+                Action::Shrink { target_kib: v.actual_kib - releases[slot] }
+            }
+            Class::Needy { need_kib, .. } => {
+                // Rounding to whole pages is not a shortage; rationing is.
+                let rationed = need_kib - grants[slot];
+                let target = page_down(v.actual_kib + grants[slot]).min(v.cap_kib);
+                let grant = target.saturating_sub(v.actual_kib);
+                out.demand_kib += need_kib;
+                if grant < MIN_MOVE_KIB {
+                    d.short_kib = if rationed > 0 { need_kib } else { 0 };
+                    Action::Hold(if rationed > 0 { Hold::HostShort } else { Hold::Steady })
+                } else {
+                    d.short_kib = rationed;
+                    out.granted_kib += grant;
+                    Action::Grow { target_kib: target }
+                }
+            }
+        };
+    }
+    out.pressure = take > 0;
+}
+
+/// Water-fills `budget` over the VMs in `slots`: each gets `min(cap, θ × weight)`, θ as large
+/// as the budget allows (weighted max-min fairness: no VM gets more per unit of weight than
+/// one that is left below its cap). Adds the grants to `grants`, returns what was spent.
+pub(super) fn weighted_fill(
+    slots: &[u16],
+    caps: &[u64; MAX_DOMAINS],
+    weights: &[u64; MAX_DOMAINS],
+    budget: u64,
+    grants: &mut [u64; MAX_DOMAINS],
+) -> u64 {
+    let mut order = [0u16; MAX_DOMAINS];
+    let order = &mut order[..slots.len()];
+    order.copy_from_slice(slots);
+    let at = |s: u16| usize::from(s);
+    // By cap per unit of weight, smallest first: those are met in full, the rest share.
+    order.sort_unstable_by(|&a, &b| {
+        (caps[at(a)] * weights[at(b)]).cmp(&(caps[at(b)] * weights[at(a)])).then(a.cmp(&b))
+    });
+    let mut left = budget;
+    let mut weight_left: u64 = order.iter().map(|&s| weights[at(s)]).sum();
+    for &s in order.iter() {
+        let slot = at(s);
+        let share = (left * weights[slot]).checked_div(weight_left).unwrap_or(0);
+        let grant = caps[slot].min(share);
+        grants[slot] += grant;
+        left -= grant;
+        weight_left -= weights[slot];
+    }
+    budget - left
+}
