@@ -2,7 +2,7 @@
 //! as needy, donor, or held (and why). Everything the policy learns about a guest is here.
 
 use super::{
-    FreeFigure, Hold, MAX_KIB, MAX_WEIGHT, MIN_MOVE_KIB, PolicyConfig, VmHistory, VmLimits, VmStats,
+    FreeFigure, GrantCheck, Hold, MAX_KIB, MAX_WEIGHT, MIN_MOVE_KIB, PolicyConfig, VmHistory, VmLimits, VmStats,
     page_down, page_up,
 };
 
@@ -194,7 +194,7 @@ pub(super) fn observe(config: &PolicyConfig, vm: &VmStats, limits: &VmLimits, h:
     }
 
     let at_rest = !moved && !first_sight;
-    let signals = if freshness.fresh { learn(vm, h, free, at_rest, freshness.dt_s) } else { Signals::default() };
+    let signals = if freshness.fresh { learn(config, vm, h, free, at_rest, freshness.dt_s) } else { Signals::default() };
 
     // The sample describes the guest at the size it had when it was taken: correct it by the
     // balloon's movement since (known once the offset between balloon size and MemTotal is).
@@ -204,8 +204,15 @@ pub(super) fn observe(config: &PolicyConfig, vm: &VmStats, limits: &VmLimits, h:
     };
     let correction = i64_of(vm.actual_kib) - i64_of(size_at_sample);
     let now = |figure: u64| clamp_kib(i64_of(figure) + correction).min(vm.actual_kib);
-    let free_now = now(free);
-    let unused_now = vm.unused_kib.map(now);
+    // A guest whose last grant never showed is judged by what the host sees: a page of its
+    // balloon the host has never backed (balloon size minus RSS) cannot be in use, so it is
+    // free whatever the guest says.
+    let untouched = match (h.unverified, vm.rss_kib) {
+        (true, Some(rss)) => vm.actual_kib.saturating_sub(rss),
+        _ => 0,
+    };
+    let free_now = now(free).max(untouched);
+    let unused_now = vm.unused_kib.map(|u| now(u).max(untouched));
     let lead = h.consumption_kib_s.saturating_mul(config.lead_s());
     let alarm_recent = u64::from(h.ticks_since_alarm).saturating_mul(config.interval_s) < ALARM_HOLD_S;
     let keep = (config.vm_min_unused_kib + lead.min(MAX_KIB) + if alarm_recent { config.vm_min_unused_kib } else { 0 })
@@ -278,7 +285,15 @@ pub(super) fn observe(config: &PolicyConfig, vm: &VmStats, limits: &VmLimits, h:
         if h.unverified && !below_floor {
             return hold(view, Hold::Unverified);
         }
-        if (h.grant.is_some() || awaiting) && !signals.alarm {
+        // A grant still being checked is waited for, unless the VM is starving meanwhile and
+        // the host sees it touch what it got: a fast consumer must not run dry because its
+        // last grant's check is not through, and a guest that only claims to starve must not
+        // collect grant after grant before the first check.
+        let touching = h.grant.is_some_and(|g| {
+            touched_since_grant(config, vm, &g).is_some_and(|(kib, _)| kib.saturating_mul(4) >= g.grant_kib)
+        });
+        let starving = free_now < config.vm_min_unused_kib && touching;
+        if (awaiting || (h.grant.is_some() && !starving)) && !signals.alarm {
             return hold(view, Hold::AwaitingStats);
         }
         let room = cap.saturating_sub(vm.actual_kib);
@@ -294,10 +309,11 @@ pub(super) fn observe(config: &PolicyConfig, vm: &VmStats, limits: &VmLimits, h:
         let floor_need = floor.saturating_sub(vm.actual_kib);
         need = need.max(floor_need).min(room);
         urgent = urgent.max(floor_need).min(need);
-        if room < MIN_MOVE_KIB {
+        if room == 0 {
             return hold(view, Hold::AtMax);
         }
-        if need < MIN_MOVE_KIB {
+        // A small need is no reason to move, unless it is the last step to the cap.
+        if need < MIN_MOVE_KIB && need < room {
             return hold(view, Hold::Steady);
         }
         view.class = Class::Needy { urgent_kib: urgent, need_kib: need };
@@ -394,7 +410,7 @@ fn track_freshness(config: &PolicyConfig, update_s: Option<u64>, h: &mut VmHisto
 
 /// Learns consumption, the size offset, QEMU's overhead and the guest's pressure signals from a
 /// fresh sample.
-fn learn(vm: &VmStats, h: &mut VmHistory, free: u64, at_rest: bool, dt_s: u64) -> Signals {
+fn learn(config: &PolicyConfig, vm: &VmStats, h: &mut VmHistory, free: u64, at_rest: bool, dt_s: u64) -> Signals {
     // Used memory from one sample's own figures is immune to balloon moves in flight; the
     // host-side size is only trusted while the balloon is at rest.
     let size = match vm.available_kib {
@@ -418,8 +434,14 @@ fn learn(vm: &VmStats, h: &mut VmHistory, free: u64, at_rest: bool, dt_s: u64) -
         let sample = u64::try_from(sample.max(0)).unwrap_or(0);
         h.consumption_kib_s = if sample >= rate {
             // Memory that just landed from a grant under check is not consumption: a guest
-            // that reports it as used must first show it is.
-            if h.grant.is_some() { rate } else { sample.min(rate.saturating_mul(2) + RATE_RISE_KIB_S).min(MAX_KIB) }
+            // that reports it as used must show it is, by touching it (the host sees its RSS
+            // grow at that rate). A guest whose grant never showed gets no rise at all.
+            let shown = match (h.unverified, h.grant) {
+                (true, _) => rate,
+                (false, Some(g)) => touched_since_grant(config, vm, &g).map_or(rate, |(kib, s)| rate.max(kib / s)),
+                (false, None) => MAX_KIB,
+            };
+            sample.min(rate.saturating_mul(2) + RATE_RISE_KIB_S).min(shown).min(MAX_KIB)
         } else {
             rate - ((rate - sample) * RATE_DECAY_PCT).div_ceil(100)
         };
@@ -431,11 +453,14 @@ fn learn(vm: &VmStats, h: &mut VmHistory, free: u64, at_rest: bool, dt_s: u64) -
         h.size_offset_kib = Some(i64_of(vm.actual_kib) - i64_of(total));
     }
 
-    // What QEMU's RSS holds besides guest memory: at least the guest's used memory (MemTotal
-    // minus MemFree) is backed, so RSS minus that is an upper bound of the overhead; the
-    // lowest bound seen is the best estimate.
-    if let (Some(rss), Some(size)) = (vm.rss_kib, size) {
-        let touched = size.saturating_sub(vm.unused_kib.unwrap_or(free));
+    // What QEMU's RSS holds besides guest memory. Every page of the balloon but the free ones
+    // (MemFree) has been touched (used memory, page cache, the kernel's own), so RSS minus that
+    // is an upper bound of the overhead; the lowest bound seen is the best estimate. Learned
+    // at rest, where the balloon size and the sample agree. A guest that under-reports its
+    // free memory only lowers the bound to 0: its debt is then balloon size minus RSS, the
+    // host's own figure.
+    if let (Some(rss), true) = (vm.rss_kib, at_rest) {
+        let touched = vm.actual_kib.saturating_sub(vm.unused_kib.unwrap_or(free));
         let bound = rss.saturating_sub(touched);
         h.overhead_kib = Some(h.overhead_kib.map_or(bound, |o| bound.min(o + OVERHEAD_DRIFT_KIB)));
     }
@@ -503,6 +528,18 @@ fn check_grant(config: &PolicyConfig, vm: &VmStats, h: &mut VmHistory, free: u64
         h.unverified = true;
         h.grant = Some(g);
     }
+}
+
+/// Guest memory the host began to back since the grant under check was decided (RSS growth),
+/// and over how many seconds: the host's own evidence that the guest uses memory. `None`
+/// without an RSS figure.
+fn touched_since_grant(config: &PolicyConfig, vm: &VmStats, g: &GrantCheck) -> Option<(u64, u64)> {
+    let (Some(now), Some(before)) = (vm.rss_kib, g.rss_before_kib) else { return None };
+    let seconds = match (vm.last_update_s, g.decided_at_s) {
+        (Some(sample), Some(decided)) if sample > decided => sample - decided,
+        _ => u64::from(g.ticks).saturating_mul(config.interval_s),
+    };
+    Some((now.saturating_sub(before), seconds.max(1)))
 }
 
 /// Growth of a cumulative counter since the previous sample; 0 if unknown or reset.

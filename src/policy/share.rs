@@ -114,7 +114,7 @@ pub(super) fn decide_moves(
                 let target = page_down(v.actual_kib + grants[slot]).min(v.cap_kib);
                 let grant = target.saturating_sub(v.actual_kib);
                 out.demand_kib += need_kib;
-                if grant < MIN_MOVE_KIB {
+                if grant == 0 || (grant < MIN_MOVE_KIB && target < v.cap_kib) {
                     d.short_kib = if rationed > 0 { need_kib } else { 0 };
                     Action::Hold(if rationed > 0 { Hold::HostShort } else { Hold::Steady })
                 } else {

@@ -5,5 +5,6 @@ pub mod counting_alloc;
 pub mod daemon;
 pub mod fake_qemu;
 pub mod lab;
+pub mod sim;
 pub mod synthetic;
 pub mod test_driver;
