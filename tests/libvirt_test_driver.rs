@@ -145,17 +145,20 @@ fn exit_when_idle_stops_at_the_first_round_without_running_domains() {
 
 #[test]
 fn host_memory_below_the_reserve_takes_back_inside_the_band() {
-    // A fake /proc/meminfo with 100 MiB available: the host is under its 200 MiB reserve, so
-    // even VMs inside the band give memory back.
+    // A fake /proc/meminfo with 100 MiB available: the host is under its 200 MiB reserve (the
+    // more so as the VM's 150 MiB of free memory count as memory the host may yet have to
+    // back), so even a VM inside the band gives memory back.
     let dir = tempfile::tempdir().unwrap();
-    let uri = node_uri(&dir, &[TestDomain::running("small", 2048, 400)]);
+    let uri = node_uri(&dir, &[TestDomain::running("small", 2048, 300)]);
     let meminfo = dir.path().join("meminfo");
     std::fs::write(&meminfo, "MemTotal: 1048576 kB\nMemFree: 102400 kB\nMemAvailable: 102400 kB\n").unwrap();
     let out = daemon::run(&["1", "--connect", &uri, "--ticks", "2", "--json", "--meminfo", meminfo.to_str().unwrap()]);
     let lines = json_lines(&out);
     assert_eq!(lines[1]["pressure"], true);
-    // 200 MiB free of 400, excess 100 MiB is inside the 128 MiB band; a quarter goes back.
-    assert_eq!(lines[1]["vms"][0]["target_kib"], (400 - 25) * 1024);
+    assert_eq!(lines[1]["headroom_kib"], 0);
+    // 150 MiB free of 300 (the test driver's fake stats), excess 50 MiB is inside the 64 MiB
+    // band; a quarter goes back.
+    assert_eq!(lines[1]["vms"][0]["target_kib"], 300 * 1024 - 50 * 1024 / 4);
 }
 
 #[test]

@@ -4,7 +4,7 @@ mod common;
 use common::counting_alloc::{CountingAlloc, allocations_during};
 use common::synthetic;
 
-use memory_coordinator::policy::{Action, Decisions, History, PolicyConfig, Snapshot, decide_all_applied};
+use memory_coordinator::policy::{Action, Decisions, MAX_DOMAINS, History, PolicyConfig, Snapshot, decide_all_applied};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -18,7 +18,7 @@ fn a_thousand_ticks_over_256_domains_allocate_nothing() {
     let mut actions = 0u64;
     let (allocations, bytes, ()) = allocations_during(|| {
         for tick in 0..1000u64 {
-            synthetic::fill(&mut snapshot, tick);
+            synthetic::advance(&mut snapshot, &d, MAX_DOMAINS, tick);
             decide_all_applied(&config, &snapshot, &mut history, &mut d);
             actions += d.vms.iter().filter(|d| !matches!(d.action, Action::Hold(_))).count() as u64;
         }
