@@ -5,7 +5,7 @@ CARGO        ?= cargo
 PREFIX       ?= /usr/local
 DESTDIR      ?=
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= decide qmp_reply
+FUZZ_TARGETS ?= decide qmp_reply meminfo
 BIN          := memory_coordinator
 
 # What the build and the tests need from Debian (README "Build").
@@ -17,7 +17,7 @@ DEBIAN_PACKAGES := build-essential pkg-config libvirt-dev libclang-dev clang \
 FUZZ_TOOLCHAIN := $(shell rustup toolchain list 2>/dev/null | grep -q '^nightly' && echo +nightly)
 FUZZ_ENV       := $(if $(FUZZ_TOOLCHAIN),,RUSTC_BOOTSTRAP=1)
 
-.PHONY: all build test fuzz bench deps install clean demo e2e e2e-short
+.PHONY: all build test fuzz bench bench-policy deps install clean demo e2e e2e-short
 
 all: build
 	install -m 0755 target/release/$(BIN) ./$(BIN)
@@ -25,17 +25,26 @@ all: build
 build:
 	$(CARGO) build --release --locked
 
+# Everything in release mode, then the policy's unit and property tests once more in a debug
+# build, where integer overflow panics instead of wrapping.
 test:
 	$(CARGO) test --release --locked
+	$(CARGO) test --locked --lib policy::
 
-# Each target runs FUZZ_SECONDS.
+# Each target runs FUZZ_SECONDS, starting from the seeds kept in fuzz/seeds (real inputs and
+# a small merged corpus); what it finds goes to fuzz/corpus (not committed).
 fuzz:
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
-		$(FUZZ_ENV) $(CARGO) $(FUZZ_TOOLCHAIN) fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+		mkdir -p corpus/$$t && \
+		$(FUZZ_ENV) $(CARGO) $(FUZZ_TOOLCHAIN) fuzz run $$t corpus/$$t seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
 	done
 
 bench:
 	$(CARGO) bench --locked --bench decide
+
+# The policy's scores on simulated hosts, one row per scenario (tests/common/sim.rs).
+bench-policy:
+	$(CARGO) bench --locked --bench policy
 
 # The real-VM lab (tests/lab): boots TCG guests, needs root. Results in target/lab/results.
 LAB := $(CARGO) test --release --locked --test lab --

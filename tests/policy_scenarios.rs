@@ -19,8 +19,8 @@ fn course_consumer(start_s: f64) -> Workload {
 fn consumer_at_23_mb_s_from_512_mib_reaches_its_max_without_ever_starving_in_every_phase() {
     // One guest at 512 MiB (60 MiB used), max 2048 MiB, running the course consumer from
     // t=3 s; every phase of stats sampling against the coordinator's tick.
-    for sample_phase in (0..1000).step_by(STEP_MS as usize) {
-        for tick_phase in (0..1000).step_by(STEP_MS as usize) {
+    for sample_phase in (0..1000).step_by(usize::try_from(STEP_MS).unwrap()) {
+        for tick_phase in (0..1000).step_by(usize::try_from(STEP_MS).unwrap()) {
             let guest = Guest::new("vm", 512, 2048, 60).with(course_consumer(3.0));
             let mut s = Sim::new(vec![guest], 16 * 1024);
             s.sample_phase_ms = sample_phase;
@@ -129,7 +129,11 @@ fn the_host_is_protected_by_counting_memory_it_does_not_back_yet() {
     s.check_invariants = false;
     s.run(seconds);
     assert!(s.host_min_kib >= mib_to_kib(RESERVE_MIB), "host fell to {} MiB", s.host_min_kib / 1024);
-    assert!(s.host_min_kib <= mib_to_kib(RESERVE_MIB + 100), "host min {} MiB: budget too timid", s.host_min_kib / 1024);
+    assert!(
+        s.host_min_kib <= mib_to_kib(RESERVE_MIB + 100),
+        "host min {} MiB: budget too timid",
+        s.host_min_kib / 1024
+    );
 }
 
 #[test]
@@ -244,7 +248,8 @@ fn a_host_process_that_takes_memory_gets_it_back_from_the_guests_page_cache() {
 fn an_idle_guest_funds_a_consumer_when_the_host_has_nothing_to_give() {
     // The host is at its reserve; guest 1 idles at 1.5 GiB with 1.3 GiB free. The consumer
     // must grow on memory taken from it, without either starving.
-    let guests = vec![Guest::new("consumer", 512, 2048, 60).with(course_consumer(0.0)), Guest::new("idle", 1536, 2048, 200)];
+    let guests =
+        vec![Guest::new("consumer", 512, 2048, 60).with(course_consumer(0.0)), Guest::new("idle", 1536, 2048, 200)];
     let base = guests.iter().map(|g| g.rss_kib() + g.free_kib()).sum::<u64>() / 1024 + RESERVE_MIB + 30;
     let mut s = Sim::new(guests, base);
     s.run(40);

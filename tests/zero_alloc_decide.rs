@@ -4,7 +4,7 @@ mod common;
 use common::counting_alloc::{CountingAlloc, allocations_during};
 use common::synthetic;
 
-use memory_coordinator::policy::{Action, Decisions, MAX_DOMAINS, History, PolicyConfig, Snapshot, decide_all_applied};
+use memory_coordinator::policy::{Action, Decisions, History, MAX_DOMAINS, PolicyConfig, Snapshot, decide_all_applied};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;

@@ -317,10 +317,10 @@ pub fn shortage_caps_each_grant(
         return Ok(());
     }
     for (vm, d) in snapshot.vms.iter().zip(&decisions.vms) {
-        if let (Some(vm), Action::Grow { target_kib }) = (vm, d.action) {
-            if target_kib.saturating_sub(vm.actual_kib.min(MAX_KIB)) > config.shrink_step_max_kib {
-                return Err("under shortage a VM grew by more than the step cap");
-            }
+        if let (Some(vm), Action::Grow { target_kib }) = (vm, d.action)
+            && target_kib.saturating_sub(vm.actual_kib.min(MAX_KIB)) > config.shrink_step_max_kib
+        {
+            return Err("under shortage a VM grew by more than the step cap");
         }
     }
     Ok(())

@@ -65,11 +65,19 @@ pub(super) enum Class {
     Hold(Hold),
     /// Should grow by `need_kib`; `urgent_kib` of it keeps it from starving (or below its
     /// floor, or after an alarm) and is served first under shortage.
-    Needy { urgent_kib: u64, need_kib: u64 },
+    Needy {
+        urgent_kib: u64,
+        need_kib: u64,
+    },
     /// Can give `normal_kib` in normal times and up to `pressure_kib` under pressure.
-    Donor { normal_kib: u64, pressure_kib: u64 },
+    Donor {
+        normal_kib: u64,
+        pressure_kib: u64,
+    },
     /// Our shrink stalled: stop the balloon where it is.
-    Cancel { target_kib: u64 },
+    Cancel {
+        target_kib: u64,
+    },
 }
 
 /// One VM as observed this tick.
@@ -150,7 +158,8 @@ struct Signals {
 
 /// Updates one VM's history with its new sample and classifies it.
 pub(super) fn observe(config: &PolicyConfig, vm: &VmStats, limits: &VmLimits, h: &mut VmHistory) -> View {
-    for ticks in [&mut h.ticks_since_grow, &mut h.ticks_since_pressure, &mut h.ticks_since_alarm, &mut h.ticks_since_stall]
+    for ticks in
+        [&mut h.ticks_since_grow, &mut h.ticks_since_pressure, &mut h.ticks_since_alarm, &mut h.ticks_since_stall]
     {
         *ticks = ticks.saturating_add(1);
     }
@@ -194,7 +203,8 @@ pub(super) fn observe(config: &PolicyConfig, vm: &VmStats, limits: &VmLimits, h:
     }
 
     let at_rest = !moved && !first_sight;
-    let signals = if freshness.fresh { learn(config, vm, h, free, at_rest, freshness.dt_s) } else { Signals::default() };
+    let signals =
+        if freshness.fresh { learn(config, vm, h, free, at_rest, freshness.dt_s) } else { Signals::default() };
 
     // The sample describes the guest at the size it had when it was taken: correct it by the
     // balloon's movement since (known once the offset between balloon size and MemTotal is).
@@ -333,9 +343,7 @@ pub(super) fn observe(config: &PolicyConfig, vm: &VmStats, limits: &VmLimits, h:
         Some(Hold::InFlight)
     } else if h.ticks_since_stall < h.stall_backoff_ticks {
         Some(Hold::Stalled)
-    } else if h.ticks_since_grow < config.holdoff_ticks
-        || h.ticks_since_pressure < config.holdoff_ticks
-        || alarm_recent
+    } else if h.ticks_since_grow < config.holdoff_ticks || h.ticks_since_pressure < config.holdoff_ticks || alarm_recent
     {
         Some(Hold::Holdoff)
     } else if vm.actual_kib <= floor {

@@ -95,31 +95,33 @@ fn guest() -> impl Strategy<Value = Guest> {
         (prop::option::weighted(0.2, 0u64..=100), prop::option::weighted(0.2, 0u64..=100), 1u32..=4),
         (0u8..=9, any::<bool>()),
     )
-        .prop_map(|((max, start_pct, offset), (used_pct, cache_pct, overhead), (min_pct, cap_pct, weight), (clock, rss))| {
-            let start = (max / 100 * start_pct.max(10)).max(128 * 1024);
-            let total = start - offset.min(start / 2);
-            let used = total / 100 * used_pct;
-            Guest {
-                slot: 0,
-                max_kib: max,
-                start_kib: start,
-                offset_kib: start - total,
-                used_kib: used,
-                cache_kib: (total - used) / 100 * cache_pct,
-                overhead_kib: overhead,
-                limits: VmLimits {
-                    min_kib: min_pct.map(|p| max / 100 * p),
-                    max_kib: cap_pct.map(|p| max / 100 * p),
-                    weight,
-                },
-                clock: match clock {
-                    0 => 0,
-                    9 => 2,
-                    _ => 1,
-                },
-                rss,
-            }
-        })
+        .prop_map(
+            |((max, start_pct, offset), (used_pct, cache_pct, overhead), (min_pct, cap_pct, weight), (clock, rss))| {
+                let start = (max / 100 * start_pct.max(10)).max(128 * 1024);
+                let total = start - offset.min(start / 2);
+                let used = total / 100 * used_pct;
+                Guest {
+                    slot: 0,
+                    max_kib: max,
+                    start_kib: start,
+                    offset_kib: start - total,
+                    used_kib: used,
+                    cache_kib: (total - used) / 100 * cache_pct,
+                    overhead_kib: overhead,
+                    limits: VmLimits {
+                        min_kib: min_pct.map(|p| max / 100 * p),
+                        max_kib: cap_pct.map(|p| max / 100 * p),
+                        weight,
+                    },
+                    clock: match clock {
+                        0 => 0,
+                        9 => 2,
+                        _ => 1,
+                    },
+                    rss,
+                }
+            },
+        )
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -128,14 +130,16 @@ fn step() -> impl Strategy<Value = Step> {
         (0u64..=100, prop::option::weighted(0.03, 10u64..=100)),
         (prop::option::weighted(0.1, 1u64..=64 * 1024), prop::option::weighted(0.1, 1u64..=1000)),
     )
-        .prop_map(|((used_delta, cache_delta, clock_advance), (landing_pct, outside_move), (swap_in, faults))| Step {
-            used_delta,
-            cache_delta,
-            clock_advance,
-            landing_pct: if landing_pct > 20 { 100 } else { landing_pct * 5 },
-            outside_move,
-            swap_in: swap_in.unwrap_or(0),
-            faults: faults.unwrap_or(0),
+        .prop_map(|((used_delta, cache_delta, clock_advance), (landing_pct, outside_move), (swap_in, faults))| {
+            Step {
+                used_delta,
+                cache_delta,
+                clock_advance,
+                landing_pct: if landing_pct > 20 { 100 } else { landing_pct * 5 },
+                outside_move,
+                swap_in: swap_in.unwrap_or(0),
+                faults: faults.unwrap_or(0),
+            }
         })
 }
 
@@ -394,7 +398,7 @@ proptest! {
     ) {
         let mut caps = [0u64; MAX_DOMAINS];
         let mut weights = [1u64; MAX_DOMAINS];
-        let slots: Vec<u16> = (0..items.len() as u16).collect();
+        let slots: Vec<u16> = (0..items.len()).map(|i| u16::try_from(i).unwrap()).collect();
         for (i, (cap, w)) in items.iter().enumerate() {
             caps[i] = *cap;
             weights[i] = *w;
@@ -444,4 +448,3 @@ proptest! {
         }
     }
 }
-

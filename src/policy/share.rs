@@ -143,9 +143,8 @@ pub(super) fn weighted_fill(
     order.copy_from_slice(slots);
     let at = |s: u16| usize::from(s);
     // By cap per unit of weight, smallest first: those are met in full, the rest share.
-    order.sort_unstable_by(|&a, &b| {
-        (caps[at(a)] * weights[at(b)]).cmp(&(caps[at(b)] * weights[at(a)])).then(a.cmp(&b))
-    });
+    order
+        .sort_unstable_by(|&a, &b| (caps[at(a)] * weights[at(b)]).cmp(&(caps[at(b)] * weights[at(a)])).then(a.cmp(&b)));
     let mut left = budget;
     let mut weight_left: u64 = order.iter().map(|&s| weights[at(s)]).sum();
     for &s in order.iter() {

@@ -9,6 +9,7 @@
 //! - page cache fills free memory down to a watermark and goes first when memory is needed;
 //! - a guest whose free memory and cache run out kills its consumer (the OOM killer);
 //! - a guest can lie about its free memory.
+//!
 //! Scores are measured on the guests' true state every step, not on what they reported.
 
 use memory_coordinator::policy::{
@@ -37,12 +38,27 @@ pub enum Workload {
     Idle,
     /// Touches new memory at this rate from `start_s` until it is OOM-killed or holds `limit`
     /// (then, if `free_after_s` is set, frees everything that long after reaching it).
-    Consumer { kib_s: u64, start_s: f64, limit_kib: Option<u64>, free_after_s: Option<f64> },
+    Consumer {
+        kib_s: u64,
+        start_s: f64,
+        limit_kib: Option<u64>,
+        free_after_s: Option<f64>,
+    },
     /// Reads a disk: page cache grows at `kib_s` up to `cache_kib` from `start_s`, kept.
-    CacheReader { kib_s: u64, cache_kib: u64, start_s: f64 },
+    CacheReader {
+        kib_s: u64,
+        cache_kib: u64,
+        start_s: f64,
+    },
     /// Allocates `kib` at `kib_s` from `start_s`, holds it `hold_s`, frees it, repeatedly every
     /// `period_s`.
-    Burst { kib: u64, kib_s: u64, start_s: f64, hold_s: f64, period_s: f64 },
+    Burst {
+        kib: u64,
+        kib_s: u64,
+        start_s: f64,
+        hold_s: f64,
+        period_s: f64,
+    },
 }
 
 /// A guest and what the host sees of it.
@@ -188,9 +204,9 @@ impl Guest {
         self.reached_limit_at_s.get_or_insert(now_s);
     }
 
-    fn step(&mut self, now_s: f64, dt_s: f64) {
+    fn step(&mut self, now_s: f64) {
         // The balloon.
-        let move_kib = (BALLOON_KIB_S as f64 * dt_s) as u64;
+        let move_kib = BALLOON_KIB_S * STEP_MS / 1000;
         if self.target_kib > self.actual_kib {
             let up = move_kib.min(self.target_kib - self.actual_kib);
             self.actual_kib += up;
@@ -210,7 +226,7 @@ impl Guest {
         }
 
         // The workload.
-        let per_step = |kib_s: u64| (kib_s as f64 * dt_s) as u64;
+        let per_step = |kib_s: u64| kib_s * STEP_MS / 1000;
         match self.workload {
             Workload::Idle => {}
             Workload::Consumer { kib_s, start_s, limit_kib, free_after_s } if now_s >= start_s => {
@@ -226,11 +242,12 @@ impl Guest {
                             self.reached_limit_at_s = Some(now_s);
                         }
                     }
-                } else if let (Some(after), Some(at)) = (free_after_s, self.reached_limit_at_s) {
-                    if now_s >= at + after && self.anon_kib > 0 {
-                        self.free_touched_kib += self.anon_kib;
-                        self.anon_kib = 0;
-                    }
+                } else if let (Some(after), Some(at)) = (free_after_s, self.reached_limit_at_s)
+                    && now_s >= at + after
+                    && self.anon_kib > 0
+                {
+                    self.free_touched_kib += self.anon_kib;
+                    self.anon_kib = 0;
                 }
             }
             Workload::CacheReader { kib_s, cache_kib, start_s } if now_s >= start_s => {
@@ -377,7 +394,7 @@ impl Sim {
         self.now_ms += STEP_MS;
         let now_s = self.now_ms as f64 / 1000.0;
         for g in &mut self.guests {
-            g.step(now_s, STEP_MS as f64 / 1000.0);
+            g.step(now_s);
         }
         let host = self.host_available_kib();
         if host < self.host_min_kib {
@@ -402,7 +419,7 @@ impl Sim {
             snap.vms[slot] = Some(g.stats());
             snap.limits[slot] = g.limits;
         }
-        let before = (*self.history).clone();
+        let before = *self.history;
         decide(&self.config, &snap, &mut self.history, &mut self.decisions);
         if self.check_invariants {
             invariants::check(&self.config, &snap, &before, &self.decisions).unwrap();
@@ -436,23 +453,27 @@ impl Sim {
         let n = self.guests.len().max(1) as u128;
         let consumers: Vec<&Guest> =
             self.guests.iter().filter(|g| matches!(g.workload, Workload::Consumer { .. }) && !g.liar).collect();
-        let peaks: Vec<f64> = consumers.iter().map(|g| g.peak_kib as f64).collect();
+        let peaks_kib: Vec<u64> = consumers.iter().map(|g| g.peak_kib).collect();
+        let peaks: Vec<f64> = peaks_kib.iter().map(|p| *p as f64).collect();
         Scores {
             scenario: name.to_owned(),
             host_min_mib: self.host_min_kib / 1024,
             starve_s: self.guests.iter().map(|g| g.starve_steps).sum::<u64>() as f64 * STEP_MS as f64 / 1000.0,
             oom_below_max: self.guests.iter().map(|g| g.oom_kills_below_max).sum(),
-            mean_free_mib: (self.guests.iter().map(|g| g.free_sum_kib).sum::<u128>() / steps / n / 1024) as u64,
-            mean_available_mib: (self.guests.iter().map(|g| g.available_sum_kib).sum::<u128>() / steps / n / 1024)
-                as u64,
-            peak_min_mib: if peaks.is_empty() { 0 } else { peaks.iter().cloned().fold(f64::MAX, f64::min) as u64 / 1024 },
-            peak_max_mib: peaks.iter().cloned().fold(0.0, f64::max) as u64 / 1024,
+            mean_free_mib: mib_of(self.guests.iter().map(|g| g.free_sum_kib).sum::<u128>() / steps / n),
+            mean_available_mib: mib_of(self.guests.iter().map(|g| g.available_sum_kib).sum::<u128>() / steps / n),
+            peak_min_mib: peaks_kib.iter().min().map_or(0, |p| p / 1024),
+            peak_max_mib: peaks_kib.iter().max().map_or(0, |p| p / 1024),
             jain: jain(&peaks),
             changes: self.guests.iter().map(|g| u64::from(g.changes)).sum(),
             pressure_ticks: self.pressure_ticks,
             min_available_mib: self.guests.iter().map(|g| g.min_available_below_max_kib).min().unwrap_or(0) / 1024,
         }
     }
+}
+
+fn mib_of(kib: u128) -> u64 {
+    u64::try_from(kib / 1024).unwrap_or(u64::MAX)
 }
 
 /// Jain's fairness index of the values: 1 when all are equal, 1/n when one has everything.
@@ -483,8 +504,7 @@ pub struct Scores {
 }
 
 impl Scores {
-    pub const HEADER: &'static str =
-        "scenario                   host min  starve-s  OOM<max  min avail  mean free  mean avail  peaks (MiB)    Jain  changes  pressure";
+    pub const HEADER: &'static str = "scenario                   host min  starve-s  OOM<max  min avail  mean free  mean avail  peaks (MiB)    Jain  changes  pressure";
 
     pub fn row(&self) -> String {
         format!(
@@ -523,8 +543,7 @@ pub fn scenario(name: &str) -> (Sim, u64) {
     match name {
         // The course's T1: one guest runs the consumer from 512 MiB, three idle, a roomy host.
         "T1 (roomy host)" => {
-            let mut guests: Vec<Guest> =
-                (1..=4).map(|i| Guest::new(&format!("vm{i}"), 512, 2048, 60)).collect();
+            let mut guests: Vec<Guest> = (1..=4).map(|i| Guest::new(&format!("vm{i}"), 512, 2048, 60)).collect();
             guests[0].workload = consumer(5.0);
             (Sim::new(guests, 24 * 1024), 120)
         }
@@ -573,10 +592,10 @@ pub fn scenario(name: &str) -> (Sim, u64) {
         // that can back every guest's current size and 2 GiB more: the consumers are funded by
         // what the idle ones give back.
         "64 VMs, short host" => {
-            let guests: Vec<Guest> = (0..64)
+            let guests: Vec<Guest> = (0..64u8)
                 .map(|i| {
                     let g = Guest::new(&format!("vm{i}"), 1024, 4096, 60);
-                    let start_s = 5.0 + f64::from(i as u8) / 4.0;
+                    let start_s = 5.0 + f64::from(i) / 4.0;
                     let limit_kib = Some(mib_to_kib(1536));
                     let w = Workload::Consumer { kib_s: COURSE_KIB_S, start_s, limit_kib, free_after_s: None };
                     if i % 4 == 0 { g.with(w) } else { g }
