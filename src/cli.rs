@@ -97,6 +97,12 @@ pub struct Cli {
     #[arg(long)]
     pub exit_when_idle: bool,
 
+    /// On SIGINT/SIGTERM, grow every VM back toward its max (largest shortfall first) as far
+    /// as the host's reserve allows before exiting, so that stopping the daemon leaves no
+    /// guest squeezed.
+    #[arg(long)]
+    pub restore_on_exit: bool,
+
     /// Print one JSON line per round on stdout (figures in KiB).
     #[arg(long)]
     pub json: bool,
@@ -140,6 +146,7 @@ impl Cli {
             exit_when_idle: self.exit_when_idle,
             json: self.json,
             max_ticks: self.ticks,
+            restore_on_exit: self.restore_on_exit,
         };
         let backend = if self.qmp.is_empty() {
             BackendChoice::Libvirt { uri: self.connect }

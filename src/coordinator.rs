@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 
 use crate::host::HostMemory;
-use crate::policy::{Action, Decision, Decisions, History, MAX_DOMAINS, PolicyConfig, Snapshot, VmStats, decide};
+use crate::policy::{self, Action, Decision, Decisions, History, MAX_DOMAINS, PolicyConfig, Snapshot, VmStats, decide};
 use crate::shutdown::Shutdown;
 use crate::text::VmName;
 use crate::units::kib_to_mib;
@@ -71,6 +71,8 @@ pub struct LoopOptions {
     pub json: bool,
     /// Stop after this many rounds.
     pub max_ticks: Option<u64>,
+    /// On stop, grow every VM back toward its max as far as the host's reserve allows.
+    pub restore_on_exit: bool,
 }
 
 /// What the loop did, for the closing line.
@@ -145,6 +147,8 @@ pub struct Coordinator<B: Backend> {
     short: [bool; MAX_DOMAINS],
     backend_down: bool,
     host_down: bool,
+    /// The host's headroom was at or under its reserve last round (logged on change only).
+    host_deficit: bool,
     summary: Summary,
     started: Instant,
     json: Vec<u8>,
@@ -166,6 +170,7 @@ impl<B: Backend> Coordinator<B> {
             short: [false; MAX_DOMAINS],
             backend_down: false,
             host_down: false,
+            host_deficit: false,
             summary: Summary::default(),
             started: Instant::now(),
             json: Vec::with_capacity(64 * 1024),
@@ -222,8 +227,65 @@ impl<B: Backend> Coordinator<B> {
                 break;
             }
         }
+        if self.options.restore_on_exit {
+            self.restore();
+        }
         log::info!("stopped: {}", self.summary);
         self.summary
+    }
+
+    /// `--restore-on-exit`: with fresh figures, grows every VM back toward its max (largest
+    /// shortfall first) as far as the host's headroom above its reserve allows, so that
+    /// stopping the daemon never leaves a guest squeezed nor the host overcommitted.
+    pub fn restore(&mut self) {
+        self.snapshot.vms = [None; MAX_DOMAINS];
+        self.roster.begin_round();
+        let read = self.host.read().map_err(|e| e.to_string()).and_then(|host| {
+            self.snapshot.host = host;
+            self.backend.refresh(&mut self.snapshot.vms, &mut self.roster).map_err(|e| e.to_string())
+        });
+        if let Err(e) = read {
+            log::warn!("cannot restore the VMs' memory on exit: {e}; balloons stay where they are");
+            return;
+        }
+        for (slot, arrived) in self.roster.arrived.iter().enumerate() {
+            if *arrived {
+                self.history.reset(slot);
+            }
+        }
+        policy::restore(&self.policy, &self.snapshot, &self.history, &mut self.decisions);
+        let (mut restored, mut given_kib, mut short, mut short_kib) = (0, 0u64, 0, 0u64);
+        for slot in 0..MAX_DOMAINS {
+            let (d, Some(vm)) = (self.decisions.vms[slot], self.snapshot.vms[slot]) else { continue };
+            short_kib += d.short_kib;
+            short += usize::from(d.short_kib > 0);
+            let Action::Grow { target_kib } = d.action else { continue };
+            let name = self.roster.names[slot];
+            if self.options.dry_run {
+                log::info!("restore {name} {} -> {} MiB [dry run]", kib_to_mib(vm.actual_kib), kib_to_mib(target_kib));
+                continue;
+            }
+            match self.backend.apply(slot, target_kib) {
+                Ok(()) => {
+                    restored += 1;
+                    given_kib += target_kib - vm.actual_kib;
+                    log::info!("restore {name} {} -> {} MiB", kib_to_mib(vm.actual_kib), kib_to_mib(target_kib));
+                }
+                Err(e) => log::warn!("restore {name} failed: {e}"),
+            }
+        }
+        log::info!(
+            "restored {restored} VM(s) (+{} MiB){}",
+            kib_to_mib(given_kib),
+            if short > 0 {
+                format!(
+                    "; {short} VM(s) left {} MiB short of their max: the host has no more above its reserve",
+                    kib_to_mib(short_kib)
+                )
+            } else {
+                String::new()
+            }
+        );
     }
 
     /// One round: read, decide, act, report.
@@ -280,6 +342,7 @@ impl<B: Backend> Coordinator<B> {
             let d = self.decisions.vms[slot];
             self.note_shortage(slot, &d);
         }
+        self.note_host_deficit();
         self.report();
 
         match self.roster.count() {
@@ -328,6 +391,30 @@ impl<B: Backend> Coordinator<B> {
                 self.summary.failed_actions += 1;
                 log::warn!("{verb} {name} {from} -> {to} MiB failed: {e}; skipping it this round");
             }
+        }
+    }
+
+    /// Logs when the host's headroom (MemAvailable minus what guests hold unbacked) falls to
+    /// its reserve, and when it is back above.
+    fn note_host_deficit(&mut self) {
+        let reserve = self.policy.host_min_free_kib;
+        let deficit = self.decisions.headroom_kib <= reserve && self.roster.count() > 0;
+        if deficit == self.host_deficit {
+            return;
+        }
+        self.host_deficit = deficit;
+        if deficit {
+            let debt: u64 = self.decisions.vms.iter().map(|d| d.debt_kib).sum();
+            log::warn!(
+                "host headroom {} MiB is at or under the {} MiB reserve: MemAvailable {} MiB, of which guests may \
+                 still touch {} MiB they hold; VMs now grow only on memory taken back from others",
+                kib_to_mib(self.decisions.headroom_kib),
+                kib_to_mib(reserve),
+                kib_to_mib(self.snapshot.host.available_kib),
+                kib_to_mib(debt)
+            );
+        } else {
+            log::info!("host headroom back above the reserve: {} MiB", kib_to_mib(self.decisions.headroom_kib));
         }
     }
 
