@@ -547,10 +547,12 @@ pub fn scenario(name: &str) -> (Sim, u64) {
             guests[0].workload = consumer(5.0);
             (Sim::new(guests, 24 * 1024), 120)
         }
-        // Four consumers at once, host MemAvailable held to about 3 GiB.
+        // Four consumers at once, host MemAvailable held to about 3 GiB, and two idle guests
+        // whose spare memory is all there is once the host's is promised.
         "host short, 4 consumers" => {
-            let guests: Vec<Guest> =
+            let mut guests: Vec<Guest> =
                 (1..=4).map(|i| Guest::new(&format!("vm{i}"), 512, 2048, 60).with(consumer(5.0))).collect();
+            guests.extend((5..=6).map(|i| Guest::new(&format!("vm{i}"), 1024, 2048, 100)));
             let host = host_for(&guests, 3072);
             (Sim::new(guests, host), 150)
         }
