@@ -678,10 +678,13 @@ pub fn decide(config: &PolicyConfig, snapshot: &Snapshot, history: &mut History,
     let config = config.sanitized();
     let mut views = [View::ABSENT; MAX_DOMAINS];
     let mut debt_total = 0u64;
-    for (slot, view) in views.iter_mut().enumerate() {
-        if let Some(vm) = &snapshot.vms[slot] {
-            *view = observe(&config, &vm.clamped(), &snapshot.limits[slot], &mut history.vms[slot]);
-            debt_total += view.debt_kib;
+    for (slot, (view, d)) in views.iter_mut().zip(out.vms.iter_mut()).enumerate() {
+        match &snapshot.vms[slot] {
+            Some(vm) => {
+                *view = observe(&config, &vm.clamped(), &snapshot.limits[slot], &mut history.vms[slot], d);
+                debt_total += d.debt_kib;
+            }
+            None => *d = Decision::ABSENT,
         }
     }
     let host_kib = snapshot.host.available_kib.min(MAX_KIB);
@@ -696,9 +699,9 @@ pub fn decide(config: &PolicyConfig, snapshot: &Snapshot, history: &mut History,
         if d.action.target_kib().is_some() {
             history.vms[slot].proposal = Proposal {
                 actual_kib: view.actual_kib,
-                free_kib: view.free_now_kib.unwrap_or(0),
-                rss_kib: view.rss_kib,
-                rate_kib_s: view.consumption_kib_s,
+                free_kib: d.free_now_kib.unwrap_or(0),
+                rss_kib: snapshot.vms[slot].and_then(|vm| vm.clamped().rss_kib),
+                rate_kib_s: d.consumption_kib_s,
             };
         }
     }

@@ -2,8 +2,8 @@
 //! as needy, donor, or held (and why). Everything the policy learns about a guest is here.
 
 use super::{
-    FreeFigure, GrantCheck, Hold, MAX_KIB, MAX_WEIGHT, MIN_MOVE_KIB, PolicyConfig, VmHistory, VmLimits, VmStats,
-    page_down, page_up,
+    Decision, FreeFigure, GrantCheck, Hold, MAX_KIB, MAX_WEIGHT, MIN_MOVE_KIB, PolicyConfig, VmHistory, VmLimits,
+    VmStats, page_down, page_up,
 };
 
 /// How fast the consumption estimate falls when a sample shows less consumption (percent of
@@ -80,36 +80,17 @@ pub(super) enum Class {
     },
 }
 
-/// One VM as observed this tick.
+/// How the rest of the tick sees one VM (its figures are in its `Decision`).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct View {
     pub class: Class,
     pub actual_kib: u64,
-    pub free_now_kib: Option<u64>,
-    pub unused_now_kib: Option<u64>,
-    pub keep_kib: u64,
-    pub consumption_kib_s: u64,
-    pub debt_kib: u64,
-    pub rss_kib: Option<u64>,
-    pub sample_s: Option<u64>,
     pub weight: u64,
     pub cap_kib: u64,
 }
 
 impl View {
-    pub const ABSENT: View = View {
-        class: Class::Hold(Hold::Absent),
-        actual_kib: 0,
-        free_now_kib: None,
-        unused_now_kib: None,
-        keep_kib: 0,
-        consumption_kib_s: 0,
-        debt_kib: 0,
-        rss_kib: None,
-        sample_s: None,
-        weight: 1,
-        cap_kib: 0,
-    };
+    pub const ABSENT: View = View { class: Class::Hold(Hold::Absent), actual_kib: 0, weight: 1, cap_kib: 0 };
 }
 
 /// The most a VM may have: its own max, or the operator's lower maximum, in whole pages.
@@ -156,8 +137,15 @@ struct Signals {
     alarm: bool,
 }
 
-/// Updates one VM's history with its new sample and classifies it.
-pub(super) fn observe(config: &PolicyConfig, vm: &VmStats, limits: &VmLimits, h: &mut VmHistory) -> View {
+/// Updates one VM's history with its new sample, writes the figures its decision is based on
+/// into `d`, and classifies it.
+pub(super) fn observe(
+    config: &PolicyConfig,
+    vm: &VmStats,
+    limits: &VmLimits,
+    h: &mut VmHistory,
+    d: &mut Decision,
+) -> View {
     for ticks in
         [&mut h.ticks_since_grow, &mut h.ticks_since_pressure, &mut h.ticks_since_alarm, &mut h.ticks_since_stall]
     {
@@ -171,14 +159,12 @@ pub(super) fn observe(config: &PolicyConfig, vm: &VmStats, limits: &VmLimits, h:
     let cap = cap_kib(vm, limits);
     let floor = floor_kib(config, limits, cap);
     let mut view = View {
+        class: Class::Hold(Hold::Absent),
         actual_kib: vm.actual_kib,
-        sample_s: vm.last_update_s,
-        rss_kib: vm.rss_kib,
         weight: u64::from(limits.weight.clamp(1, MAX_WEIGHT)),
         cap_kib: cap,
-        debt_kib: debt_kib(vm, h),
-        ..View::ABSENT
     };
+    *d = Decision { debt_kib: debt_kib(vm, h), sample_s: vm.last_update_s, ..Decision::ABSENT };
     let hold = |mut view: View, why| {
         view.class = Class::Hold(why);
         view
@@ -227,11 +213,11 @@ pub(super) fn observe(config: &PolicyConfig, vm: &VmStats, limits: &VmLimits, h:
     let alarm_recent = u64::from(h.ticks_since_alarm).saturating_mul(config.interval_s) < ALARM_HOLD_S;
     let keep = (config.vm_min_unused_kib + lead.min(MAX_KIB) + if alarm_recent { config.vm_min_unused_kib } else { 0 })
         .min(MAX_KIB);
-    view.free_now_kib = Some(free_now);
-    view.unused_now_kib = unused_now;
-    view.keep_kib = keep;
-    view.consumption_kib_s = h.consumption_kib_s;
-    view.debt_kib = debt_kib(vm, h);
+    d.free_now_kib = Some(free_now);
+    d.unused_now_kib = unused_now;
+    d.keep_kib = keep;
+    d.consumption_kib_s = h.consumption_kib_s;
+    d.debt_kib = debt_kib(vm, h);
 
     check_grant(config, vm, h, free, &freshness);
 

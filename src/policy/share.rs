@@ -18,7 +18,9 @@ pub(super) fn decide_moves(
     deficit: u64,
     out: &mut Decisions,
 ) {
-    *out = Decisions::EMPTY;
+    out.demand_kib = 0;
+    out.granted_kib = 0;
+    out.released_kib = 0;
     let mut demand = 0u64;
     let mut urgent_demand = 0u64;
     let mut normal_total = 0u64;
@@ -94,12 +96,6 @@ pub(super) fn decide_moves(
 
     for (slot, v) in views.iter().enumerate() {
         let d = &mut out.vms[slot];
-        d.free_now_kib = v.free_now_kib;
-        d.unused_now_kib = v.unused_now_kib;
-        d.keep_kib = v.keep_kib;
-        d.consumption_kib_s = v.consumption_kib_s;
-        d.debt_kib = v.debt_kib;
-        d.sample_s = v.sample_s;
         d.action = match v.class {
             Class::Hold(why) => Action::Hold(why),
             Class::Cancel { target_kib } => Action::Cancel { target_kib },
