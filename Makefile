@@ -4,6 +4,14 @@
 CARGO        ?= cargo
 PREFIX       ?= /usr/local
 DESTDIR      ?=
+BINDIR       ?= $(PREFIX)/bin
+MANDIR       ?= $(PREFIX)/share/man
+DOCDIR       ?= $(PREFIX)/share/doc/memory_coordinator
+SYSCONFDIR   ?= /etc
+# Units installed with the software go under PREFIX/lib/systemd/system: systemd searches
+# /usr/local/lib/systemd/system and /usr/lib/systemd/system ("systemd-analyze unit-paths"),
+# and /etc/systemd/system stays the administrator's, for overrides (systemctl edit).
+UNITDIR      ?= $(PREFIX)/lib/systemd/system
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= decide qmp_reply meminfo
 BIN          := memory_coordinator
@@ -11,13 +19,13 @@ BIN          := memory_coordinator
 # What the build and the tests need from Debian (README "Build").
 DEBIAN_PACKAGES := build-essential pkg-config libvirt-dev libclang-dev clang \
                    libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients \
-                   qemu-system-x86 busybox-static cpio kmod procps
+                   qemu-system-x86 busybox-static cpio kmod procps man-db
 
 # cargo-fuzz needs nightly features; with no nightly toolchain, stable is allowed to use them.
 FUZZ_TOOLCHAIN := $(shell rustup toolchain list 2>/dev/null | grep -q '^nightly' && echo +nightly)
 FUZZ_ENV       := $(if $(FUZZ_TOOLCHAIN),,RUSTC_BOOTSTRAP=1)
 
-.PHONY: all build test fuzz bench bench-policy deps install clean demo e2e e2e-short
+.PHONY: all build test fuzz bench bench-policy deps install uninstall man check-install clean demo e2e e2e-short
 
 all: build
 	install -m 0755 target/release/$(BIN) ./$(BIN)
@@ -30,6 +38,12 @@ build:
 test:
 	$(CARGO) test --release --locked
 	$(CARGO) test --locked --lib policy::
+	$(MAKE) --no-print-directory check-install
+
+# The installed unit passes systemd-analyze verify, a broken one fails it, and man renders the
+# page (tests/install-check.sh; each check is skipped where its tool is missing).
+check-install: build man
+	tests/install-check.sh
 
 # Each target runs FUZZ_SECONDS, starting from the seeds kept in fuzz/seeds (real inputs and
 # a small merged corpus); what it finds goes to fuzz/corpus (not committed).
@@ -65,8 +79,38 @@ deps:
 	apt-get update -q
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(DEBIAN_PACKAGES)
 
-install: build
-	install -D -m 0755 target/release/$(BIN) $(DESTDIR)$(PREFIX)/bin/$(BIN)
+# The man page, from the clap definition (examples/man.rs). Always made again: it depends on
+# the options, their defaults and the version, and an up-to-date example runs in a moment.
+man:
+	mkdir -p target/man
+	MAN_DATE="$$(git log -1 --format=%cs 2>/dev/null)" \
+		$(CARGO) run --release --locked --quiet --example man > target/man/$(BIN).8.tmp
+	mv target/man/$(BIN).8.tmp target/man/$(BIN).8
+
+# The binary, the man page, the systemd unit (ExecStart= pointing at BINDIR), the example
+# configuration file, and /etc/default/memory-coordinator unless it exists (an administrator's
+# settings are never overwritten).
+install: build man
+	install -D -m 0755 target/release/$(BIN) $(DESTDIR)$(BINDIR)/$(BIN)
+	install -D -m 0644 target/man/$(BIN).8 $(DESTDIR)$(MANDIR)/man8/$(BIN).8
+	install -d $(DESTDIR)$(UNITDIR)
+	sed -e 's|/usr/local/bin/$(BIN)|$(BINDIR)/$(BIN)|' \
+	    -e 's|/etc/default/memory-coordinator|$(SYSCONFDIR)/default/memory-coordinator|' \
+	    contrib/memory-coordinator.service > $(DESTDIR)$(UNITDIR)/memory-coordinator.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/memory-coordinator.service
+	install -D -m 0644 contrib/vms.example.json $(DESTDIR)$(DOCDIR)/vms.example.json
+	install -D -m 0644 contrib/memory-coordinator.default $(DESTDIR)$(DOCDIR)/memory-coordinator.default
+	sed -i 's|/usr/local/share/doc/memory_coordinator|$(DOCDIR)|' $(DESTDIR)$(DOCDIR)/memory-coordinator.default
+	if [ ! -e $(DESTDIR)$(SYSCONFDIR)/default/memory-coordinator ]; then \
+		install -D -m 0644 $(DESTDIR)$(DOCDIR)/memory-coordinator.default $(DESTDIR)$(SYSCONFDIR)/default/memory-coordinator; \
+	fi
+
+# Leaves /etc/default/memory-coordinator (settings are kept, as a package removal keeps them).
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/$(BIN) $(DESTDIR)$(MANDIR)/man8/$(BIN).8 \
+	      $(DESTDIR)$(UNITDIR)/memory-coordinator.service \
+	      $(DESTDIR)$(DOCDIR)/vms.example.json $(DESTDIR)$(DOCDIR)/memory-coordinator.default
+	-rmdir $(DESTDIR)$(DOCDIR)
 
 clean:
 	$(CARGO) clean

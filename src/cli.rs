@@ -1,5 +1,8 @@
 //! Command-line interface: clap derive options, turned into a validated [`Config`] before
-//! anything starts. Sizes are MiB on the command line and KiB inside.
+//! anything starts. Sizes are MiB on the command line and KiB inside. Every usage error, from
+//! clap or from validation, is one line on stderr and exit status 2 ([`parse_or_exit`]): the
+//! daemon usually runs under systemd, where a multi-line usage block in the journal hides the
+//! one line that matters.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,15 +14,68 @@ use crate::coordinator::LoopOptions;
 use crate::policy::{FreeFigure, PolicyConfig};
 use crate::qmp::QmpOptions;
 use crate::units::mib_to_kib;
+use crate::vmconfig::VmRules;
 
 const D: PolicyConfig = PolicyConfig::DEFAULT;
+
+/// Exit status of a usage or configuration error (as clap uses).
+pub const USAGE_EXIT: i32 = 2;
+
+/// One example per backend, shown after the options by `-h`, `--help` and the man page.
+macro_rules! examples {
+    () => {
+        "\
+Examples:
+  libvirt (qemu:///system): every 2 s, the VMs named web-*, with per-VM limits from a file:
+    memory_coordinator 2 --domains 'web-*' --config /etc/memory-coordinator/vms.json
+
+  bare QEMU through QMP sockets: every second, all but the scratch VMs:
+    memory_coordinator 1 --qmp '/run/qemu/*.sock' --exclude 'scratch-*'"
+    };
+}
+
+/// `--help` and the man page: the examples, then what an operator needs beyond the options.
+const MORE_HELP: &str = concat!(
+    examples!(),
+    "
+
+Configuration file:
+  --config PATH names a JSON file such as
+  {\"defaults\": {\"min_mib\": 512},
+   \"vms\": [{\"name\": \"db-*\", \"min_mib\": 2048, \"max_mib\": 8192, \"weight\": 10},
+           {\"name\": \"appliance\", \"exclude\": true}]}
+  The first entry whose name (a VM name or a glob) matches a VM applies to it; defaults fill
+  what it leaves out. min_mib and max_mib bound the VM's size, weight (1-1000, default 1) is
+  its share when memory is short, exclude leaves it alone. --domains, --exclude and the file
+  can each only exclude.
+
+Signals:
+  SIGHUP reads the --config file again; a VM keeps its history. A file with an error is
+  logged once and the configuration loaded before stays. SIGINT or SIGTERM stop after the
+  current round (exit 0); a second one exits at once.
+
+Exit status:
+  0 stopped by a signal, --ticks, or --exit-when-idle; 1 could not start (libvirt
+  unreachable, host memory unreadable); 2 bad arguments or configuration file.
+
+Files:
+  /proc/meminfo                      host memory (MemAvailable, MemTotal)
+  /etc/default/memory-coordinator    MEMORY_COORDINATOR_ARGS for the systemd service"
+);
 
 /// Balances RAM between QEMU/KVM virtual machines through the virtio-balloon.
 ///
 /// Every INTERVAL seconds it reads each VM's balloon statistics, grows the VMs that are about
 /// to run out of free memory and gently takes back memory that VMs leave unused.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "memory_coordinator", version, about, max_term_width = 100)]
+#[command(
+    name = "memory_coordinator",
+    version,
+    about,
+    max_term_width = 100,
+    after_help = examples!(),
+    after_long_help = MORE_HELP
+)]
 pub struct Cli {
     /// Seconds between two balancing rounds (also the guests' stats period).
     #[arg(value_name = "INTERVAL", value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -88,6 +144,19 @@ pub struct Cli {
     /// Expand the --qmp patterns again every N rounds.
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=3600))]
     pub qmp_rescan: u32,
+
+    /// Serve only the VMs whose name matches this glob (`*`, `?`, `[...]`; quote it).
+    /// Repeatable: a VM matching any is served.
+    #[arg(long = "domains", value_name = "GLOB", action = ArgAction::Append)]
+    pub domains: Vec<String>,
+
+    /// Leave alone the VMs whose name matches this glob. Repeatable.
+    #[arg(long = "exclude", value_name = "GLOB", action = ArgAction::Append)]
+    pub exclude: Vec<String>,
+
+    /// Per-VM limits, weights and exclusions (JSON; see below). Read again on SIGHUP.
+    #[arg(long = "config", value_name = "PATH")]
+    pub config: Option<PathBuf>,
 
     /// Decide and log, but never change a balloon.
     #[arg(long)]
@@ -159,8 +228,62 @@ impl Cli {
                 rescan_ticks: self.qmp_rescan,
             })
         };
-        Config::new(policy, backend, options, self.meminfo, verbosity)
+        let vms = VmRules::new(self.domains, self.exclude, self.config).map_err(ConfigError::Vms)?;
+        Config::new(policy, backend, options, self.meminfo, verbosity, vms)
     }
+}
+
+/// Parses the process's arguments into a validated [`Config`], or exits: `--help` and
+/// `--version` print and exit 0; any other problem is one line on stderr and exit status 2.
+pub fn parse_or_exit() -> Config {
+    match parse_args(std::env::args_os()) {
+        Ok(config) => config,
+        Err(Exit::Print(e)) => e.exit(),
+        Err(Exit::Usage(line)) => {
+            eprintln!("{line}");
+            std::process::exit(USAGE_EXIT);
+        }
+    }
+}
+
+/// Why [`parse_args`] gave no configuration.
+#[derive(Debug)]
+pub enum Exit {
+    /// `--help` or `--version`: clap prints it.
+    Print(clap::Error),
+    /// A usage error, as the one line to print.
+    Usage(String),
+}
+
+/// [`parse_or_exit`] without the exit, for tests.
+pub fn parse_args<I, T>(args: I) -> Result<Config, Exit>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => return Err(Exit::Print(e)),
+        Err(e) => return Err(Exit::Usage(format!("{} (see --help)", one_line(&e.render().to_string())))),
+    };
+    cli.into_config().map_err(|e| Exit::Usage(format!("error: {e}")))
+}
+
+/// clap's error text without its usage block, on one line.
+fn one_line(rendered: &str) -> String {
+    let mut line = String::new();
+    let parts = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty());
+    for part in parts {
+        if !line.is_empty() {
+            line.push_str(if line.ends_with(':') { " " } else { "; " });
+        }
+        line.push_str(part);
+    }
+    line
 }
 
 #[cfg(test)]
@@ -199,6 +322,56 @@ mod tests {
         assert_eq!(q.stats_period_s, 1);
         assert_eq!(parse(&["1", "--qmp", "a", "--connect", "qemu:///system"]).unwrap_err().exit_code(), 2);
         assert_eq!(parse(&["1", "--qmp-balloon-path", "/machine/peripheral/b"]).unwrap_err().exit_code(), 2);
+    }
+
+    fn usage_line(args: &[&str]) -> String {
+        match parse_args(std::iter::once("memory_coordinator").chain(args.iter().copied())) {
+            Err(Exit::Usage(line)) => line,
+            other => panic!("{args:?}: not a usage error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_usage_error_is_one_line() {
+        let cases: &[(&[&str], &str)] = &[
+            (&[], "error: the following required arguments were not provided: <INTERVAL> (see --help)"),
+            (&["0"], "error: invalid value '0' for '<INTERVAL>': 0 is not in 1..=3600 (see --help)"),
+            (&["-1"], "error: unexpected argument '-1' found"),
+            (&["abc"], "error: invalid value 'abc' for '<INTERVAL>': invalid digit found in string (see --help)"),
+            (&["99999999999999999999"], "error: invalid value '99999999999999999999' for '<INTERVAL>'"),
+            (&["1", "--vm-min-unused", "1048577"], "1048577 is not in 1..=1048576"),
+            (&["1", "--jsn"], "error: unexpected argument '--jsn' found; tip: a similar argument exists: '--json'"),
+            (&["1", "--config"], "error: a value is required for '--config <PATH>' but none was supplied"),
+            (
+                &["1", "--config", "/nonexistent/vms.json"],
+                "error: cannot read the VM configuration file /nonexistent/vms.json: No such file or directory (os error 2)",
+            ),
+            (&["1", "--domains", ""], "error: --domains: the pattern must not be empty"),
+        ];
+        for (args, expected) in cases {
+            let line = usage_line(args);
+            assert!(line.starts_with(expected) || line.contains(expected), "{args:?}: {line:?}");
+            assert!(!line.contains('\n'), "{args:?}: {line:?}");
+        }
+    }
+
+    #[test]
+    fn domains_and_exclude_repeat_and_reach_the_rules() {
+        let config = parse(&["1", "--domains", "web-*", "--domains", "db?", "--exclude", "web-test"]).unwrap();
+        let rules = config.into_config().unwrap().vms;
+        assert!(!rules.verdict("db1").is_excluded());
+        assert!(!rules.verdict("web-1").is_excluded());
+        assert!(rules.verdict("web-test").is_excluded());
+        assert!(rules.verdict("mail").is_excluded());
+    }
+
+    #[test]
+    fn help_shows_one_example_per_backend() {
+        let help = Cli::command().render_help().to_string();
+        assert!(help.contains("memory_coordinator 2 --domains 'web-*' --config"), "{help}");
+        assert!(help.contains("memory_coordinator 1 --qmp '/run/qemu/*.sock'"), "{help}");
+        let long = Cli::command().render_long_help().to_string();
+        assert!(long.contains("SIGHUP reads the --config file again"), "{long}");
     }
 
     #[test]

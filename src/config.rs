@@ -1,10 +1,12 @@
-//! The validated configuration the daemon runs with, built from the command line.
+//! The validated configuration the daemon runs with, built from the command line (and the
+//! per-VM configuration file it names).
 
 use std::path::PathBuf;
 
 use crate::coordinator::LoopOptions;
 use crate::policy::{PolicyConfig, PolicyError};
 use crate::qmp::QmpOptions;
+use crate::vmconfig::{VmConfigError, VmRules};
 
 /// Which hypervisor interface serves the VMs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +27,8 @@ pub struct Config {
     pub meminfo: PathBuf,
     /// Log verbosity: 0 is info, positive is more, negative is less.
     pub verbosity: i8,
+    /// Which VMs are served and within which limits (`--domains`, `--exclude`, `--config`).
+    pub vms: VmRules,
 }
 
 impl Config {
@@ -34,6 +38,7 @@ impl Config {
         options: LoopOptions,
         meminfo: PathBuf,
         verbosity: i8,
+        vms: VmRules,
     ) -> Result<Config, ConfigError> {
         policy.validate().map_err(ConfigError::Policy)?;
         match &backend {
@@ -51,7 +56,7 @@ impl Config {
             }
             BackendChoice::Qmp(_) => {}
         }
-        Ok(Config { policy, backend, options, meminfo, verbosity })
+        Ok(Config { policy, backend, options, meminfo, verbosity, vms })
     }
 
     /// The `log` level filter `-v`/`-q` ask for.
@@ -71,6 +76,8 @@ impl Config {
 pub enum ConfigError {
     Policy(PolicyError),
     Invalid(&'static str),
+    /// `--domains`, `--exclude` or the `--config` file.
+    Vms(VmConfigError),
 }
 
 impl std::fmt::Display for ConfigError {
@@ -78,6 +85,7 @@ impl std::fmt::Display for ConfigError {
         match self {
             ConfigError::Policy(e) => e.fmt(f),
             ConfigError::Invalid(what) => f.write_str(what),
+            ConfigError::Vms(e) => e.fmt(f),
         }
     }
 }

@@ -3,6 +3,12 @@
 //! memory is released before it is given), then one log line per action and, with `--json`, one
 //! JSON line per round on stdout.
 //!
+//! Between `refresh` and `decide` the operator's rules ([`VmRules`]: `--domains`, `--exclude`,
+//! `--config`) are applied: an excluded VM's figures are withheld from the policy and its
+//! decision reported as `Hold::Excluded`; every other VM gets its limits in
+//! `Snapshot::limits`. A verdict is worked out when a VM arrives, is renamed, or the rules are
+//! reloaded (SIGHUP), and kept per slot in between.
+//!
 //! After warm-up a round allocates nothing on the Rust heap: every per-VM array is fixed, names
 //! are fixed-capacity text, and the JSON line is written through a buffer that is reused.
 
@@ -14,10 +20,14 @@ use serde::Serialize;
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 
 use crate::host::HostMemory;
-use crate::policy::{self, Action, Decision, Decisions, History, MAX_DOMAINS, PolicyConfig, Snapshot, VmStats, decide};
+use crate::policy::{
+    self, Action, Decision, Decisions, History, Hold, MAX_DOMAINS, PolicyConfig, Snapshot, VmLimits, VmStats, decide,
+};
 use crate::shutdown::Shutdown;
 use crate::text::VmName;
 use crate::units::kib_to_mib;
+use crate::unserved::{self, Unserved};
+use crate::vmconfig::{Verdict, VmRules};
 
 /// Where VM figures come from and where targets go: libvirt or QMP.
 pub trait Backend {
@@ -145,6 +155,14 @@ pub struct Coordinator<B: Backend> {
     applied: [Applied; MAX_DOMAINS],
     /// Needy VMs that did not get all they needed last round (logged on change only).
     short: [bool; MAX_DOMAINS],
+    /// Which VMs are served, within which limits.
+    rules: VmRules,
+    /// Each slot's verdict, for the name it was worked out for; `None` until then.
+    verdicts: [Option<(Verdict, VmName)>; MAX_DOMAINS],
+    /// The rules changed since the slot's verdict was worked out.
+    verdict_due: [bool; MAX_DOMAINS],
+    /// Why each VM is not served, as last logged.
+    unserved: [Unserved; MAX_DOMAINS],
     backend_down: bool,
     host_down: bool,
     /// The host's headroom was at or under its reserve last round (logged on change only).
@@ -168,6 +186,10 @@ impl<B: Backend> Coordinator<B> {
             roster: Box::new(Roster::EMPTY),
             applied: [Applied::Nothing; MAX_DOMAINS],
             short: [false; MAX_DOMAINS],
+            rules: VmRules::default(),
+            verdicts: [None; MAX_DOMAINS],
+            verdict_due: [false; MAX_DOMAINS],
+            unserved: [Unserved::NEW; MAX_DOMAINS],
             backend_down: false,
             host_down: false,
             host_deficit: false,
@@ -182,6 +204,36 @@ impl<B: Backend> Coordinator<B> {
     pub fn with_json_output(mut self, out: Box<dyn Write>) -> Self {
         self.json_out = Some(out);
         self
+    }
+
+    /// Serves only the VMs `rules` allow, within the limits they give.
+    pub fn with_vm_rules(mut self, rules: VmRules) -> Self {
+        self.rules = rules;
+        self.verdict_due = [true; MAX_DOMAINS];
+        self
+    }
+
+    /// Reads the `--config` file again (SIGHUP). Every VM keeps its policy history; a file
+    /// with an error is logged once and the rules loaded before stay.
+    pub fn reload(&mut self) {
+        match self.rules.reloaded() {
+            None => log::info!("reload asked for, but there is no --config file to read again"),
+            Some(Ok(rules)) => {
+                log::info!(
+                    "reloaded {} ({} entries)",
+                    rules.config_path().unwrap_or(std::path::Path::new("?")).display(),
+                    rules.entries()
+                );
+                self.rules = rules;
+                self.verdict_due = [true; MAX_DOMAINS];
+            }
+            Some(Err(e)) => log::warn!("{e}; keeping the configuration loaded before"),
+        }
+    }
+
+    /// The snapshot the policy saw last round (for tests: the limits the rules gave).
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
     }
 
     pub fn backend(&self) -> &B {
@@ -207,6 +259,13 @@ impl<B: Backend> Coordinator<B> {
             interval.as_secs(),
             if self.options.dry_run { " (dry run: no balloon is changed)" } else { "" }
         );
+        if let Some(path) = self.rules.config_path() {
+            log::info!(
+                "per-VM configuration {} ({} entries); SIGHUP reads it again",
+                path.display(),
+                self.rules.entries()
+            );
+        }
         let mut next = Instant::now();
         while !shutdown.requested() {
             let round = self.tick();
@@ -223,7 +282,17 @@ impl<B: Backend> Coordinator<B> {
             if next < now {
                 next = now;
             }
-            if shutdown.wait_until(next) {
+            // A reload (SIGHUP) is done when it arrives; the wait then goes on to the round.
+            let stop = loop {
+                if shutdown.wait_until(next) {
+                    break true;
+                }
+                if !shutdown.take_reload() {
+                    break false;
+                }
+                self.reload();
+            };
+            if stop {
                 break;
             }
         }
@@ -251,8 +320,11 @@ impl<B: Backend> Coordinator<B> {
         for (slot, arrived) in self.roster.arrived.iter().enumerate() {
             if *arrived {
                 self.history.reset(slot);
+                self.verdicts[slot] = None;
             }
         }
+        // Excluded VMs are left as they are; the others get their configured maximum.
+        self.apply_rules();
         policy::restore(&self.policy, &self.snapshot, &self.history, &mut self.decisions);
         let (mut restored, mut given_kib, mut short, mut short_kib) = (0, 0u64, 0, 0u64);
         for slot in 0..MAX_DOMAINS {
@@ -324,10 +396,18 @@ impl<B: Backend> Coordinator<B> {
             if *arrived {
                 self.history.reset(slot);
                 self.short[slot] = false;
+                self.verdicts[slot] = None;
+                self.unserved[slot] = Unserved::NEW;
             }
         }
+        self.apply_rules();
 
         decide(&self.policy, &self.snapshot, &mut self.history, &mut self.decisions);
+        for (slot, verdict) in self.verdicts.iter().enumerate() {
+            if self.roster.present[slot] && verdict.is_some_and(|(v, _)| v.is_excluded()) {
+                self.decisions.vms[slot].action = Action::Hold(Hold::Excluded);
+            }
+        }
         // Shrinks (and cancels) first: the memory they release is what some grows are funded
         // with.
         for grows in [false, true] {
@@ -341,6 +421,9 @@ impl<B: Backend> Coordinator<B> {
         for slot in 0..MAX_DOMAINS {
             let d = self.decisions.vms[slot];
             self.note_shortage(slot, &d);
+            if self.roster.present[slot] {
+                self.note_unserved(slot, &d);
+            }
         }
         self.note_host_deficit();
         self.report();
@@ -348,6 +431,91 @@ impl<B: Backend> Coordinator<B> {
         match self.roster.count() {
             0 => Round::Idle,
             n => Round::Served(n),
+        }
+    }
+
+    /// Works out each present VM's verdict where it is due, withholds the figures of excluded
+    /// VMs from the policy and gives the others their limits. Allocates nothing.
+    fn apply_rules(&mut self) {
+        for slot in 0..MAX_DOMAINS {
+            if !self.roster.present[slot] {
+                self.snapshot.limits[slot] = VmLimits::DEFAULT;
+                continue;
+            }
+            let name = self.roster.names[slot];
+            let verdict = match self.verdicts[slot] {
+                Some((v, for_name)) if for_name == name && !self.verdict_due[slot] => v,
+                before => {
+                    let v = self.rules.verdict(name.as_str());
+                    // Back from an exclusion: its history is from before it was left alone, and
+                    // its balloon may have been moved by others meanwhile. Start afresh.
+                    if before.is_some_and(|(b, _)| b.is_excluded()) && !v.is_excluded() {
+                        self.history.reset(slot);
+                        self.short[slot] = false;
+                    }
+                    self.verdicts[slot] = Some((v, name));
+                    self.verdict_due[slot] = false;
+                    v
+                }
+            };
+            match verdict {
+                Verdict::Excluded(_) => {
+                    self.snapshot.vms[slot] = None;
+                    self.snapshot.limits[slot] = VmLimits::DEFAULT;
+                }
+                Verdict::Served(limits, _) => self.snapshot.limits[slot] = limits,
+            }
+        }
+    }
+
+    /// Logs when a VM stops being served for a reason an operator should know, and when it
+    /// is served again; once each, never per round.
+    fn note_unserved(&mut self, slot: usize, d: &Decision) {
+        let Some(change) = self.unserved[slot].observe(unserved::reason(d.action)) else { return };
+        let name = &self.roster.names[slot];
+        let vm = self.snapshot.vms[slot];
+        match change.to {
+            Some(Hold::Excluded) => {
+                let rule = match self.verdicts[slot] {
+                    Some((Verdict::Excluded(rule), _)) => rule,
+                    _ => crate::vmconfig::Rule::Default,
+                };
+                log::info!("{name}: not served: excluded by {}", self.rules.describe(rule));
+            }
+            Some(Hold::NoStats) => log::warn!(
+                "{name}: not served: it reports no free-memory figure (no virtio-balloon driver in the guest, \
+                 or the guest does not answer stats requests)"
+            ),
+            Some(Hold::Stale) => log::warn!(
+                "{name}: not served: its memory statistics stopped updating (guest paused or hung, or its \
+                 balloon driver stopped)"
+            ),
+            Some(Hold::Inconsistent) => log::warn!(
+                "{name}: not served: its figures contradict each other (size {} MiB, max {} MiB)",
+                vm.map_or(0, |v| kib_to_mib(v.actual_kib)),
+                vm.map_or(0, |v| kib_to_mib(v.max_kib))
+            ),
+            Some(Hold::AtMax) => {
+                let own_max = vm.map_or(0, |v| v.max_kib);
+                let limit = self.snapshot.limits[slot].max_kib.filter(|l| *l < own_max);
+                log::warn!(
+                    "{name}: needs more memory but is at its max of {} MiB{}",
+                    kib_to_mib(limit.unwrap_or(own_max)),
+                    if limit.is_some() { " (max_mib in the configuration file)" } else { "" }
+                );
+            }
+            Some(other) => log::info!("{name}: not served: {}", other.as_str()),
+            None => {
+                let was = match change.from {
+                    Some(Hold::Excluded) => "no longer excluded",
+                    Some(Hold::NoStats) => "reports its free memory now",
+                    Some(Hold::Stale) => "its memory statistics update again",
+                    Some(Hold::Inconsistent) => "its figures add up again",
+                    Some(Hold::AtMax) => "no longer held at its max",
+                    _ => "no longer held",
+                };
+                log::info!("{name}: {was}; served normally");
+            }
         }
     }
 
@@ -541,6 +709,7 @@ impl<B: Backend> Serialize for JsonVms<'_, B> {
             seq.serialize_element(&JsonVm {
                 name: c.roster.names[slot].as_str(),
                 vm: c.snapshot.vms[slot].as_ref(),
+                limits: &c.snapshot.limits[slot],
                 d: &self.decisions.vms[slot],
                 applied: c.applied[slot],
             })?;
@@ -552,6 +721,7 @@ impl<B: Backend> Serialize for JsonVms<'_, B> {
 struct JsonVm<'a> {
     name: &'a str,
     vm: Option<&'a VmStats>,
+    limits: &'a VmLimits,
     d: &'a Decision,
     applied: Applied,
 }
@@ -579,6 +749,11 @@ impl Serialize for JsonVm<'_> {
         if let Action::Hold(why) = self.d.action {
             m.serialize_entry("hold", why.as_str())?;
         }
+        // Always present: null while the VM is served, else why not (README "Configure per VM").
+        m.serialize_entry("not_served", &unserved::reason(self.d.action).map(Hold::as_str))?;
+        m.serialize_entry("weight", &self.limits.weight)?;
+        m.serialize_entry("limit_min_kib", &self.limits.min_kib)?;
+        m.serialize_entry("limit_max_kib", &self.limits.max_kib)?;
         m.serialize_entry("short_kib", &self.d.short_kib)?;
         m.serialize_entry("applied", self.applied.as_str())?;
         m.end()

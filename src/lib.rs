@@ -19,3 +19,5 @@ pub mod shutdown;
 pub mod slots;
 pub mod text;
 pub mod units;
+pub mod unserved;
+pub mod vmconfig;

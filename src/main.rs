@@ -3,8 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
-use memory_coordinator::cli::Cli;
+use memory_coordinator::cli;
 use memory_coordinator::config::{BackendChoice, Config};
 use memory_coordinator::coordinator::Coordinator;
 use memory_coordinator::host::HostMemory;
@@ -13,10 +12,7 @@ use memory_coordinator::qmp::QmpBackend;
 use memory_coordinator::shutdown::Shutdown;
 
 fn main() -> ExitCode {
-    let config = match Cli::parse().into_config() {
-        Ok(config) => config,
-        Err(e) => Cli::command().error(clap::error::ErrorKind::ValueValidation, e).exit(),
-    };
+    let config = cli::parse_or_exit();
     env_logger::Builder::new()
         .filter_level(config.log_level())
         .parse_default_env()
@@ -38,11 +34,15 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     match &config.backend {
         BackendChoice::Libvirt { uri } => {
             let backend = LibvirtBackend::connect(uri, config.policy.interval_s)?;
-            Coordinator::new(config.policy, config.options, backend, host).run(&shutdown);
+            Coordinator::new(config.policy, config.options, backend, host)
+                .with_vm_rules(config.vms.clone())
+                .run(&shutdown);
         }
         BackendChoice::Qmp(options) => {
             let backend = QmpBackend::new(options.clone());
-            Coordinator::new(config.policy, config.options, backend, host).run(&shutdown);
+            Coordinator::new(config.policy, config.options, backend, host)
+                .with_vm_rules(config.vms.clone())
+                .run(&shutdown);
         }
     }
     Ok(())
