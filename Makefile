@@ -36,6 +36,7 @@ fuzz:
 
 bench:
 	$(CARGO) bench --locked --bench decide
+	$(CARGO) bench --locked --bench libvirtd_tick
 
 # The real-VM lab (tests/lab): boots TCG guests, needs root. Results in target/lab/results.
 LAB := $(CARGO) test --release --locked --test lab --

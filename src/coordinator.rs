@@ -143,6 +143,8 @@ pub struct Coordinator<B: Backend> {
     applied: [Applied; MAX_DOMAINS],
     /// Needy VMs that did not get all they needed last round (logged on change only).
     short: [bool; MAX_DOMAINS],
+    /// VMs whose last action failed: a failure that repeats is logged once.
+    failing: [bool; MAX_DOMAINS],
     backend_down: bool,
     host_down: bool,
     summary: Summary,
@@ -164,6 +166,7 @@ impl<B: Backend> Coordinator<B> {
             roster: Box::new(Roster::EMPTY),
             applied: [Applied::Nothing; MAX_DOMAINS],
             short: [false; MAX_DOMAINS],
+            failing: [false; MAX_DOMAINS],
             backend_down: false,
             host_down: false,
             summary: Summary::default(),
@@ -262,6 +265,7 @@ impl<B: Backend> Coordinator<B> {
             if *arrived {
                 self.history.reset(slot);
                 self.short[slot] = false;
+                self.failing[slot] = false;
             }
         }
 
@@ -312,6 +316,9 @@ impl<B: Backend> Coordinator<B> {
         }
         match self.backend.apply(slot, target_kib) {
             Ok(()) => {
+                if std::mem::take(&mut self.failing[slot]) {
+                    log::info!("{name}: targets are applied again");
+                }
                 self.applied[slot] = Applied::Done;
                 self.history.applied(slot, d);
                 let moved = target_kib.abs_diff(vm.actual_kib);
@@ -326,7 +333,11 @@ impl<B: Backend> Coordinator<B> {
             Err(e) => {
                 self.applied[slot] = Applied::Failed;
                 self.summary.failed_actions += 1;
-                log::warn!("{verb} {name} {from} -> {to} MiB failed: {e}; skipping it this round");
+                if std::mem::replace(&mut self.failing[slot], true) {
+                    log::debug!("{verb} {name} {from} -> {to} MiB failed again: {e}");
+                } else {
+                    log::warn!("{verb} {name} {from} -> {to} MiB failed: {e}; skipping it this round");
+                }
             }
         }
     }

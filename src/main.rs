@@ -3,8 +3,8 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
-use memory_coordinator::cli::Cli;
+use clap::FromArgMatches;
+use memory_coordinator::cli::{self, Cli};
 use memory_coordinator::config::{BackendChoice, Config};
 use memory_coordinator::coordinator::Coordinator;
 use memory_coordinator::host::HostMemory;
@@ -13,9 +13,12 @@ use memory_coordinator::qmp::QmpBackend;
 use memory_coordinator::shutdown::Shutdown;
 
 fn main() -> ExitCode {
-    let config = match Cli::parse().into_config() {
-        Ok(config) => config,
-        Err(e) => Cli::command().error(clap::error::ErrorKind::ValueValidation, e).exit(),
+    let mut command = cli::command();
+    let parsed = Cli::from_arg_matches(&command.get_matches_mut()).map_err(|e| e.format(&mut command));
+    let config = match parsed.map(Cli::into_config) {
+        Ok(Ok(config)) => config,
+        Ok(Err(e)) => command.error(clap::error::ErrorKind::ValueValidation, e).exit(),
+        Err(e) => e.exit(),
     };
     env_logger::Builder::new()
         .filter_level(config.log_level())
