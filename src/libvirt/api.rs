@@ -23,6 +23,8 @@ pub struct LibvirtError {
     pub code: i32,
     /// `virErrorDomain`: which part of libvirt raised it.
     pub domain: i32,
+    /// The `errno` behind a system error (a socket that could not be reached), else 0.
+    pub os_errno: i32,
     message: FixedText<320>,
 }
 
@@ -44,11 +46,14 @@ impl LibvirtError {
             // lifetime of the error object, which outlives this copy.
             FixedText::from_bytes_lossy(unsafe { CStr::from_ptr(err.message) }.to_bytes())
         };
-        LibvirtError { operation, code: err.code, domain: err.domain, message }
+        // libvirt puts the errno of a system error in int1 (virReportSystemError).
+        let system = u32::try_from(err.code).is_ok_and(|c| c == ffi::VIR_ERR_SYSTEM_ERROR);
+        let os_errno = if system { err.int1 } else { 0 };
+        LibvirtError { operation, code: err.code, domain: err.domain, os_errno, message }
     }
 
     pub fn new(operation: &'static str, code: i32, domain: i32, message: &str) -> LibvirtError {
-        LibvirtError { operation, code, domain, message: FixedText::new(message) }
+        LibvirtError { operation, code, domain, os_errno: 0, message: FixedText::new(message) }
     }
 
     /// libvirt's message, e.g. "Domain not found: no domain with matching uuid ...".
@@ -69,6 +74,23 @@ impl LibvirtError {
     /// The domain is not running (so its balloon cannot be driven).
     pub fn is_domain_inactive(&self) -> bool {
         u32::try_from(self.code).is_ok_and(|c| c == ffi::VIR_ERR_OPERATION_INVALID)
+    }
+
+    /// The daemon, or its socket, refused us: a permission or authentication failure, or a
+    /// failure of the machinery that decides (a daemon that cannot reach polkit over D-Bus
+    /// refuses a user who is not root so).
+    pub fn is_permission_denied(&self) -> bool {
+        let refusals = [
+            ffi::VIR_ERR_AUTH_FAILED,
+            ffi::VIR_ERR_AUTH_CANCELLED,
+            ffi::VIR_ERR_AUTH_UNAVAILABLE,
+            ffi::VIR_ERR_ACCESS_DENIED,
+        ];
+        let deciders = [ffi::VIR_FROM_AUTH, ffi::VIR_FROM_DBUS, ffi::VIR_FROM_POLKIT];
+        u32::try_from(self.code).is_ok_and(|c| refusals.contains(&c))
+            || u32::try_from(self.domain).is_ok_and(|d| deciders.contains(&d))
+            || self.os_errno == libc::EACCES
+            || self.os_errno == libc::EPERM
     }
 
     /// The driver cannot give the statistics groups asked for (or bulk statistics at all).

@@ -65,6 +65,11 @@ pub enum LibvirtBackendError {
 impl fmt::Display for LibvirtBackendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Connect(e) if e.is_permission_denied() => write!(
+                f,
+                "cannot connect to libvirt: {e} (this user may not manage VMs there: run as root or as a \
+                 member of the libvirt group, or see --connect)"
+            ),
             Self::Connect(e) => write!(f, "cannot connect to libvirt: {e} (is libvirtd running? see --connect)"),
             Self::ConnectionLost(e) => write!(f, "lost the libvirt connection ({e}); reconnecting"),
             Self::Reconnecting(d) => write!(f, "not connected to libvirt; next attempt in {} s", d.as_secs()),

@@ -11,4 +11,4 @@ pub use api::{
     Connection, Domain, DomainFigures, DomainInfo, DomainList, DomainStatsList, DomainStatsRecord, Keepalive,
     LibvirtError, LibvirtVersion, MemoryStats, StatsGroups, init, library_version,
 };
-pub use backend::{LibvirtBackend, LibvirtBackendError};
+pub use backend::{LibvirtBackend, LibvirtBackendError, Reading};
