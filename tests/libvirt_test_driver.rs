@@ -329,3 +329,22 @@ fn a_socket_without_permission_is_one_clear_line_and_exit_1() {
     assert!(stderr.contains("Permission denied"), "{stderr}");
     assert!(stderr.contains("run as root or as a member of the libvirt group"), "{stderr}");
 }
+
+#[test]
+fn version_names_the_crate_and_the_linked_libvirt_offline_and_help_still_works() {
+    // No URI and no daemon: the libvirt version is the library's, asked locally.
+    let libvirt = memory_coordinator::libvirt::library_version().unwrap();
+    for flag in ["--version", "-V"] {
+        let out = daemon::run(&[flag]);
+        assert_eq!(out.status.code(), Some(0));
+        let expected = format!("memory_coordinator {} (libvirt {libvirt})\n", env!("CARGO_PKG_VERSION"));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+        assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let help = daemon::run(&["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("Usage: memory_coordinator [OPTIONS] <INTERVAL>"), "{text}");
+    assert!(text.contains("-V, --version"), "{text}");
+    assert_eq!(daemon::run(&["1", "--version"]).status.code(), Some(0), "clap: --version wins");
+}
