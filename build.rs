@@ -12,10 +12,14 @@ const DEBIAN_HINT: &str = "apt-get install libvirt-dev libclang-dev (or: make de
 const FUNCTIONS: &[&str] = &[
     "virConnectOpen",
     "virConnectClose",
+    "virConnectGetAllDomainStats",
     "virConnectListAllDomains",
     "virConnectSetKeepAlive",
     "virConnectIsAlive",
     "virDomainFree",
+    "virDomainRef",
+    "virDomainStatsRecordListFree",
+    "virDomainGetID",
     "virDomainGetName",
     "virDomainGetUUID",
     "virDomainGetInfo",
@@ -26,6 +30,7 @@ const FUNCTIONS: &[&str] = &[
     "virEventRegisterDefaultImpl",
     "virEventRunDefaultImpl",
     "virGetLastError",
+    "virGetVersion",
     "virResetLastError",
     "virSetErrorFunc",
 ];
@@ -44,10 +49,14 @@ const TYPES: &[&str] = &[
     "virDomainModificationImpact",
     "virDomainMemoryModFlags",
     "virDomainState",
+    "virDomainStatsRecord",
+    "virDomainStatsTypes",
+    "virConnectGetAllDomainStatsFlags",
+    "virTypedParameterType",
 ];
 
 /// `#define` constants.
-const CONSTANTS: &[&str] = &["VIR_UUID_BUFLEN", "VIR_UUID_STRING_BUFLEN"];
+const CONSTANTS: &[&str] = &["VIR_UUID_BUFLEN", "VIR_UUID_STRING_BUFLEN", "VIR_TYPED_PARAM_FIELD_LENGTH"];
 
 fn fail(message: &str) -> ! {
     // `cargo::error` shows as one line in cargo's output, without a backtrace.

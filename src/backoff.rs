@@ -10,13 +10,19 @@ pub const MAX: Duration = Duration::from_secs(30);
 #[derive(Clone, Copy, Debug)]
 pub struct Backoff {
     delay: Duration,
+    max: Duration,
     next_attempt: Instant,
 }
 
 impl Backoff {
     /// Due at once.
     pub fn new() -> Backoff {
-        Backoff { delay: FIRST, next_attempt: Instant::now() }
+        Backoff::with_max(MAX)
+    }
+
+    /// Due at once; waits grow to `max` instead of [`MAX`].
+    pub fn with_max(max: Duration) -> Backoff {
+        Backoff { delay: FIRST.min(max), max, next_attempt: Instant::now() }
     }
 
     /// How long until the next attempt is due; zero when it is due.
@@ -28,7 +34,7 @@ impl Backoff {
     /// the delay doubles. Returns the wait.
     pub fn failed(&mut self, now: Instant) -> Duration {
         self.next_attempt = now + self.delay;
-        self.delay = (self.delay * 2).min(MAX);
+        self.delay = (self.delay * 2).min(self.max);
         self.wait(now)
     }
 
@@ -57,5 +63,13 @@ mod tests {
         assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30]);
         b.succeeded();
         assert_eq!(b.failed(now).as_secs(), 1);
+    }
+
+    #[test]
+    fn a_capped_backoff_never_waits_longer_than_its_cap() {
+        let mut b = Backoff::with_max(Duration::from_secs(3));
+        let now = Instant::now();
+        let waits: Vec<u64> = (0..5).map(|_| b.failed(now).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 3, 3, 3]);
     }
 }

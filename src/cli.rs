@@ -7,7 +7,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgAction, Parser};
+use std::sync::OnceLock;
+
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 
 use crate::config::{BackendChoice, Config, ConfigError};
 use crate::coordinator::LoopOptions;
@@ -193,6 +195,21 @@ pub struct Cli {
     pub quiet: u8,
 }
 
+/// The command line as the binary parses it: clap's `--version` prints a version fixed at build
+/// time, this one also names the libvirt library the binary runs with, which only a call can
+/// tell (`memory_coordinator 0.1.0 (libvirt 9.0.0)`). The call is local: no daemon is asked.
+pub fn command() -> clap::Command {
+    static VERSION: OnceLock<String> = OnceLock::new();
+    let version = VERSION.get_or_init(|| {
+        let crate_version = env!("CARGO_PKG_VERSION");
+        match crate::libvirt::library_version() {
+            Ok(libvirt) => format!("{crate_version} (libvirt {libvirt})"),
+            Err(e) => format!("{crate_version} (libvirt version unknown: {e})"),
+        }
+    });
+    Cli::command().version(version.as_str())
+}
+
 impl Cli {
     /// Turns the parsed options into a validated configuration.
     pub fn into_config(self) -> Result<Config, ConfigError> {
@@ -261,7 +278,8 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    // Through `command()`, so that `--version` names the libvirt the binary is linked with.
+    let cli = match command().try_get_matches_from(args).and_then(|m| Cli::from_arg_matches(&m)) {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => return Err(Exit::Print(e)),
         Err(e) => return Err(Exit::Usage(format!("{} (see --help)", one_line(&e.render().to_string())))),
@@ -372,6 +390,20 @@ mod tests {
         assert!(help.contains("memory_coordinator 1 --qmp '/run/qemu/*.sock'"), "{help}");
         let long = Cli::command().render_long_help().to_string();
         assert!(long.contains("SIGHUP reads the --config file again"), "{long}");
+    }
+
+    #[test]
+    fn version_names_the_crate_and_the_libvirt_library_and_needs_no_interval() {
+        for flag in ["--version", "-V"] {
+            let err = command().try_get_matches_from(["memory_coordinator", flag]).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::DisplayVersion);
+            assert_eq!(err.exit_code(), 0);
+            let libvirt = crate::libvirt::library_version().unwrap();
+            assert_eq!(
+                err.to_string(),
+                format!("memory_coordinator {} (libvirt {libvirt})\n", env!("CARGO_PKG_VERSION"))
+            );
+        }
     }
 
     #[test]

@@ -163,6 +163,8 @@ pub struct Coordinator<B: Backend> {
     verdict_due: [bool; MAX_DOMAINS],
     /// Why each VM is not served, as last logged.
     unserved: [Unserved; MAX_DOMAINS],
+    /// VMs whose last action failed: a failure that repeats is logged once.
+    failing: [bool; MAX_DOMAINS],
     backend_down: bool,
     host_down: bool,
     /// The host's headroom was at or under its reserve last round (logged on change only).
@@ -190,6 +192,7 @@ impl<B: Backend> Coordinator<B> {
             verdicts: [None; MAX_DOMAINS],
             verdict_due: [false; MAX_DOMAINS],
             unserved: [Unserved::NEW; MAX_DOMAINS],
+            failing: [false; MAX_DOMAINS],
             backend_down: false,
             host_down: false,
             host_deficit: false,
@@ -398,6 +401,7 @@ impl<B: Backend> Coordinator<B> {
                 self.short[slot] = false;
                 self.verdicts[slot] = None;
                 self.unserved[slot] = Unserved::NEW;
+                self.failing[slot] = false;
             }
         }
         self.apply_rules();
@@ -543,6 +547,9 @@ impl<B: Backend> Coordinator<B> {
         }
         match self.backend.apply(slot, target_kib) {
             Ok(()) => {
+                if std::mem::take(&mut self.failing[slot]) {
+                    log::info!("{name}: targets are applied again");
+                }
                 self.applied[slot] = Applied::Done;
                 self.history.applied(slot, d);
                 let moved = target_kib.abs_diff(vm.actual_kib);
@@ -557,7 +564,11 @@ impl<B: Backend> Coordinator<B> {
             Err(e) => {
                 self.applied[slot] = Applied::Failed;
                 self.summary.failed_actions += 1;
-                log::warn!("{verb} {name} {from} -> {to} MiB failed: {e}; skipping it this round");
+                if std::mem::replace(&mut self.failing[slot], true) {
+                    log::debug!("{verb} {name} {from} -> {to} MiB failed again: {e}");
+                } else {
+                    log::warn!("{verb} {name} {from} -> {to} MiB failed: {e}; skipping it this round");
+                }
             }
         }
     }

@@ -10,11 +10,11 @@ mod common;
 use std::path::Path;
 
 use common::daemon::{self, json_lines};
-use common::test_driver::{COURSE_NODE, TestDomain, node_uri};
-use memory_coordinator::coordinator::{Coordinator, LoopOptions, Round};
+use common::test_driver::{COURSE_NODE, CapturedLog, JsonSink, TestDomain, node_uri};
+use memory_coordinator::coordinator::{Backend, Coordinator, LoopOptions, Roster, Round};
 use memory_coordinator::host::HostMemory;
-use memory_coordinator::libvirt::{Connection, LibvirtBackend};
-use memory_coordinator::policy::PolicyConfig;
+use memory_coordinator::libvirt::{Connection, LibvirtBackend, LibvirtBackendError, Reading};
+use memory_coordinator::policy::{MAX_DOMAINS, PolicyConfig, VmStats};
 
 fn memory_mib(conn: &Connection, name: &str) -> u64 {
     let dom = conn.list_active_domains().unwrap().find(|d| d.name().unwrap().to_bytes() == name.as_bytes()).unwrap();
@@ -180,4 +180,174 @@ fn unreadable_host_figures_skip_rounds_until_they_are_back() {
     std::fs::write(&meminfo, good).unwrap();
     assert_eq!(c.tick(), Round::Served(4));
     assert!(c.summary().shrinks > 0, "served again");
+}
+
+#[test]
+fn the_test_driver_is_read_with_bulk_state_and_one_memory_stats_call_per_domain() {
+    let log = CapturedLog::install();
+    let dir = tempfile::tempdir().unwrap();
+    let uri = node_uri(&dir, &COURSE_NODE);
+    let mut c = coordinator(&uri, LoopOptions::default());
+    assert_eq!(c.backend().reading(), Reading::Unknown);
+    for _ in 0..3 {
+        assert_eq!(c.tick(), Round::Served(4));
+    }
+    // libvirt 9.0's test driver refuses the balloon group with ENFORCE_STATS, gives state.
+    assert_eq!(c.backend().reading(), Reading::StatePerDomain);
+    let lines = log.lines_with(&[&uri, "one virDomainMemoryStats per domain"]);
+    assert_eq!(lines.len(), 1, "the reading is logged once per connection: {lines:?}");
+    assert!(lines[0].starts_with("DEBUG"), "{lines:?}");
+}
+
+/// Fault injection: reports every VM's maximum 4 GiB above the driver's, so that the policy asks
+/// for more than the driver allows.
+struct InflatedMax {
+    inner: LibvirtBackend,
+    inflate: bool,
+}
+
+impl Backend for InflatedMax {
+    type Error = LibvirtBackendError;
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    fn refresh(&mut self, vms: &mut [Option<VmStats>; MAX_DOMAINS], roster: &mut Roster) -> Result<(), Self::Error> {
+        self.inner.refresh(vms, roster)?;
+        if self.inflate {
+            for vm in vms.iter_mut().flatten() {
+                vm.max_kib += 4 * 1024 * 1024;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, slot: usize, target_kib: u64) -> Result<(), Self::Error> {
+        self.inner.apply(slot, target_kib)
+    }
+}
+
+#[test]
+fn a_target_the_driver_rejects_is_reported_failed_not_recorded_and_retried_only_while_wanted() {
+    let log = CapturedLog::install();
+    let dir = tempfile::tempdir().unwrap();
+    // 150 MiB of which the test driver reports half free: below the 100 MiB floor, so the
+    // policy grows it, past the driver's real maximum of 200 MiB.
+    let uri = node_uri(&dir, &[TestDomain::running("tight_vm", 200, 150)]);
+    let inner = LibvirtBackend::connect(&uri, 1).unwrap();
+    let host = HostMemory::open(Path::new("/proc/meminfo")).unwrap();
+    let json = JsonSink::default();
+    let options = LoopOptions { json: true, ..LoopOptions::default() };
+    let mut c = Coordinator::new(PolicyConfig::DEFAULT, options, InflatedMax { inner, inflate: true }, host)
+        .with_json_output(Box::new(json.clone()));
+
+    let mut failed_rounds = 0;
+    for _ in 0..6 {
+        assert_eq!(c.tick(), Round::Served(1));
+        let vm = json.last_vm("tight_vm").unwrap();
+        if vm["applied"] == "failed" {
+            assert_eq!(vm["action"], "grow", "{vm}");
+            assert!(vm["target_kib"].as_u64().unwrap() > 200 * 1024, "{vm}");
+            failed_rounds += 1;
+        }
+    }
+    // Not recorded as done: the same sample is acted on again, round after round (a recorded
+    // target would make the policy wait for the balloon to move to it).
+    assert!(failed_rounds >= 4, "retried while wanted: {failed_rounds} failed rounds");
+    assert_eq!(c.summary().failed_actions, failed_rounds);
+    assert_eq!(c.summary().grows, 0);
+    let warnings = log.lines_with(&["WARN", "grow tight_vm", "virDomainSetMemoryFlags"]);
+    assert_eq!(warnings.len(), 1, "a failure that repeats is logged once: {warnings:?}");
+    assert!(log.lines_with(&["DEBUG", "grow tight_vm", "failed again"]).len() >= 3);
+    let memory = c.backend().inner.connection().unwrap();
+    assert_eq!(memory_mib(memory, "tight_vm"), 150, "the rejected target changed nothing");
+
+    // Once the maximum is told truly, the wanted size fits under it and is applied.
+    c.backend_mut().inflate = false;
+    c.tick();
+    let vm = json.last_vm("tight_vm").unwrap();
+    assert_eq!(vm["applied"], "done", "{vm}");
+    assert!(vm["target_kib"].as_u64().unwrap() <= 200 * 1024, "{vm}");
+    assert_eq!(log.lines_with(&["INFO", "tight_vm: targets are applied again"]).len(), 1);
+    assert_eq!(c.summary().failed_actions, failed_rounds);
+}
+
+#[test]
+fn a_size_set_from_another_connection_is_what_the_next_round_uses() {
+    // test:///default is one node per process, shared by every connection to it, as a
+    // libvirtd's domains are shared by its clients: the second connection plays `virsh setmem`.
+    let json = JsonSink::default();
+    let options = LoopOptions { json: true, dry_run: true, ..LoopOptions::default() };
+    let backend = LibvirtBackend::connect("test:///default", 1).unwrap();
+    let host = HostMemory::open(Path::new("/proc/meminfo")).unwrap();
+    let mut c =
+        Coordinator::new(PolicyConfig::DEFAULT, options, backend, host).with_json_output(Box::new(json.clone()));
+    let other = Connection::open("test:///default").unwrap();
+    let dom = other.list_active_domains().unwrap().find(|d| d.name().unwrap().to_bytes() == b"test").unwrap();
+    for size_mib in [3000, 1234, 4321] {
+        dom.set_memory_kib(size_mib * 1024).unwrap();
+        c.tick();
+        let vm = json.last_vm("test").unwrap();
+        assert_eq!(vm["actual_kib"], size_mib * 1024, "{vm}");
+        // The test driver's free figure follows the size too: half of it.
+        assert_eq!(vm["unused_kib"], size_mib * 512, "{vm}");
+    }
+}
+
+#[test]
+fn an_unreachable_uri_is_one_clear_line_and_exit_1() {
+    let out = daemon::run(&["1", "--connect", "test+unix:///default?socket=/nonexistent/libvirt-sock"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("ERROR"), "{stderr}");
+    assert!(stderr.contains("cannot connect to libvirt: virConnectOpen failed:"), "{stderr}");
+    assert!(stderr.contains("/nonexistent/libvirt-sock"), "libvirt's message names the socket: {stderr}");
+    assert!(stderr.contains("is libvirtd running?"), "{stderr}");
+}
+
+#[test]
+fn a_socket_without_permission_is_one_clear_line_and_exit_1() {
+    // SAFETY: geteuid has no preconditions.
+    #[allow(unsafe_code)]
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: needs root to run the binary as another user");
+        return;
+    }
+    // A listening socket in a directory only root may enter: `nobody` cannot connect to it.
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("libvirt-sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let uri = format!("test+unix:///default?socket={}", socket.display());
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", daemon::BIN, "1", "--connect", &uri])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot connect to libvirt: virConnectOpen failed:"), "{stderr}");
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+    assert!(stderr.contains("run as root or as a member of the libvirt group"), "{stderr}");
+}
+
+#[test]
+fn version_names_the_crate_and_the_linked_libvirt_offline_and_help_still_works() {
+    // No URI and no daemon: the libvirt version is the library's, asked locally.
+    let libvirt = memory_coordinator::libvirt::library_version().unwrap();
+    for flag in ["--version", "-V"] {
+        let out = daemon::run(&[flag]);
+        assert_eq!(out.status.code(), Some(0));
+        let expected = format!("memory_coordinator {} (libvirt {libvirt})\n", env!("CARGO_PKG_VERSION"));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+        assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let help = daemon::run(&["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("Usage: memory_coordinator [OPTIONS] <INTERVAL>"), "{text}");
+    assert!(text.contains("-V, --version"), "{text}");
+    assert_eq!(daemon::run(&["1", "--version"]).status.code(), Some(0), "clap: --version wins");
 }

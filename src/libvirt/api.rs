@@ -6,7 +6,7 @@
 //! `virGetLastError()` said, copied into a fixed buffer (no heap), or a fallback when libvirt
 //! left no error behind.
 
-use std::ffi::{CStr, CString, c_int, c_void};
+use std::ffi::{CStr, CString, c_int, c_ulong, c_void};
 use std::fmt;
 use std::ptr::{self, NonNull};
 use std::sync::OnceLock;
@@ -23,6 +23,8 @@ pub struct LibvirtError {
     pub code: i32,
     /// `virErrorDomain`: which part of libvirt raised it.
     pub domain: i32,
+    /// The `errno` behind a system error (a socket that could not be reached), else 0.
+    pub os_errno: i32,
     message: FixedText<320>,
 }
 
@@ -44,11 +46,14 @@ impl LibvirtError {
             // lifetime of the error object, which outlives this copy.
             FixedText::from_bytes_lossy(unsafe { CStr::from_ptr(err.message) }.to_bytes())
         };
-        LibvirtError { operation, code: err.code, domain: err.domain, message }
+        // libvirt puts the errno of a system error in int1 (virReportSystemError).
+        let system = u32::try_from(err.code).is_ok_and(|c| c == ffi::VIR_ERR_SYSTEM_ERROR);
+        let os_errno = if system { err.int1 } else { 0 };
+        LibvirtError { operation, code: err.code, domain: err.domain, os_errno, message }
     }
 
     pub fn new(operation: &'static str, code: i32, domain: i32, message: &str) -> LibvirtError {
-        LibvirtError { operation, code, domain, message: FixedText::new(message) }
+        LibvirtError { operation, code, domain, os_errno: 0, message: FixedText::new(message) }
     }
 
     /// libvirt's message, e.g. "Domain not found: no domain with matching uuid ...".
@@ -69,6 +74,28 @@ impl LibvirtError {
     /// The domain is not running (so its balloon cannot be driven).
     pub fn is_domain_inactive(&self) -> bool {
         u32::try_from(self.code).is_ok_and(|c| c == ffi::VIR_ERR_OPERATION_INVALID)
+    }
+
+    /// The daemon, or its socket, refused us: a permission or authentication failure, or a
+    /// failure of the machinery that decides (a daemon that cannot reach polkit over D-Bus
+    /// refuses a user who is not root so).
+    pub fn is_permission_denied(&self) -> bool {
+        let refusals = [
+            ffi::VIR_ERR_AUTH_FAILED,
+            ffi::VIR_ERR_AUTH_CANCELLED,
+            ffi::VIR_ERR_AUTH_UNAVAILABLE,
+            ffi::VIR_ERR_ACCESS_DENIED,
+        ];
+        let deciders = [ffi::VIR_FROM_AUTH, ffi::VIR_FROM_DBUS, ffi::VIR_FROM_POLKIT];
+        u32::try_from(self.code).is_ok_and(|c| refusals.contains(&c))
+            || u32::try_from(self.domain).is_ok_and(|d| deciders.contains(&d))
+            || self.os_errno == libc::EACCES
+            || self.os_errno == libc::EPERM
+    }
+
+    /// The driver cannot give the statistics groups asked for (or bulk statistics at all).
+    pub fn is_unsupported_stats(&self) -> bool {
+        self.is_unsupported() || u32::try_from(self.code).is_ok_and(|c| c == ffi::VIR_ERR_ARGUMENT_UNSUPPORTED)
     }
 }
 
@@ -121,6 +148,37 @@ pub fn init() -> Result<(), LibvirtError> {
             .map_err(|_| LibvirtError::new("spawn libvirt event thread", 0, 0, "could not start a thread"))?;
         Ok(())
     })
+}
+
+/// A libvirt version, as `virGetVersion` encodes it (major * 1,000,000 + minor * 1,000 +
+/// release).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LibvirtVersion {
+    pub major: u64,
+    pub minor: u64,
+    pub release: u64,
+}
+
+impl LibvirtVersion {
+    fn decode(encoded: u64) -> LibvirtVersion {
+        LibvirtVersion { major: encoded / 1_000_000, minor: encoded / 1_000 % 1_000, release: encoded % 1_000 }
+    }
+}
+
+impl fmt::Display for LibvirtVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.release)
+    }
+}
+
+/// The version of the libvirt library this process runs with (no connection, no daemon).
+pub fn library_version() -> Result<LibvirtVersion, LibvirtError> {
+    let mut encoded: c_ulong = 0;
+    // SAFETY: `encoded` is a valid out-pointer; a null type and type-version pointer ask for
+    // the library's version only, which libvirt documents as allowed.
+    let rc = unsafe { ffi::virGetVersion(&mut encoded, ptr::null(), ptr::null_mut()) };
+    check(rc, "virGetVersion")?;
+    Ok(LibvirtVersion::decode(encoded))
 }
 
 /// An open connection to a hypervisor (`virConnectPtr`).
@@ -178,6 +236,27 @@ impl Connection {
         };
         let count = check(rc, "virConnectListAllDomains")?;
         Ok(DomainList { array, len: usize::try_from(count).unwrap_or(0), next: 0 })
+    }
+
+    /// Every running or paused domain with the figures of `groups`, in one call (one round
+    /// trip to the daemon). A driver that cannot give every group asked for fails, and
+    /// [`LibvirtError::is_unsupported_stats`] says so.
+    pub fn all_domain_stats(&self, groups: StatsGroups) -> Result<DomainStatsList, LibvirtError> {
+        let stats = match groups {
+            StatsGroups::StateAndBalloon => ffi::VIR_DOMAIN_STATS_STATE | ffi::VIR_DOMAIN_STATS_BALLOON,
+            StatsGroups::State => ffi::VIR_DOMAIN_STATS_STATE,
+        };
+        // ENFORCE_STATS: a group the driver lacks is an error, not a silently missing figure.
+        let flags =
+            ffi::VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE | ffi::VIR_CONNECT_GET_ALL_DOMAINS_STATS_ENFORCE_STATS;
+        let mut records: *mut ffi::virDomainStatsRecordPtr = ptr::null_mut();
+        // SAFETY: self.ptr is live; `records` is a valid out-pointer that libvirt fills with a
+        // NULL-terminated array of `rc` records, which DomainStatsList takes over and frees.
+        let rc = unsafe { ffi::virConnectGetAllDomainStats(self.ptr.as_ptr(), stats, &mut records, flags) };
+        // Owned before the check, so whatever libvirt returned is freed on every path.
+        let mut list = DomainStatsList { records, len: 0 };
+        list.len = usize::try_from(check(rc, "virConnectGetAllDomainStats")?).unwrap_or(0);
+        Ok(list)
     }
 
     /// Closes the connection, reporting failure.
@@ -262,6 +341,172 @@ impl Drop for DomainList {
     }
 }
 
+/// Which statistics groups [`Connection::all_domain_stats`] asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatsGroups {
+    /// `state` and `balloon`: what the QEMU driver gives.
+    StateAndBalloon,
+    /// `state` only: all libvirt 9.0's test driver gives.
+    State,
+}
+
+/// The records of one `virConnectGetAllDomainStats` call, freed with
+/// `virDomainStatsRecordListFree` (which also releases the records' domain references).
+pub struct DomainStatsList {
+    records: *mut ffi::virDomainStatsRecordPtr,
+    len: usize,
+}
+
+impl DomainStatsList {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The `index`th record.
+    pub fn get(&self, index: usize) -> Option<DomainStatsRecord<'_>> {
+        if index >= self.len {
+            return None;
+        }
+        // SAFETY: the array holds `len` record pointers (libvirt's contract for the returned
+        // count) and index < len.
+        let record = unsafe { *self.records.add(index) };
+        // SAFETY: libvirt fills every entry below the count with a valid record, which lives
+        // until the list is freed, i.e. at least as long as the borrow of self.
+        unsafe { record.as_ref() }.map(|record| DomainStatsRecord { record })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = DomainStatsRecord<'_>> {
+        (0..self.len).filter_map(|i| self.get(i))
+    }
+}
+
+impl Drop for DomainStatsList {
+    fn drop(&mut self) {
+        if !self.records.is_null() {
+            // SAFETY: the array came from virConnectGetAllDomainStats and is freed exactly once,
+            // here; no record borrowed from it outlives self.
+            unsafe { ffi::virDomainStatsRecordListFree(self.records) };
+        }
+    }
+}
+
+/// One domain's record in a [`DomainStatsList`].
+#[derive(Clone, Copy)]
+pub struct DomainStatsRecord<'a> {
+    record: &'a ffi::virDomainStatsRecord,
+}
+
+impl DomainStatsRecord<'_> {
+    /// A reference of our own to the record's domain (the list keeps and frees its own).
+    pub fn domain(&self) -> Result<Domain, LibvirtError> {
+        let ptr = NonNull::new(self.record.dom)
+            .ok_or_else(|| LibvirtError::new("virConnectGetAllDomainStats", 0, 0, "a record without a domain"))?;
+        // SAFETY: ptr is the record's live domain reference; virDomainRef adds one that the
+        // returned Domain owns and releases.
+        check(unsafe { ffi::virDomainRef(ptr.as_ptr()) }, "virDomainRef")?;
+        Ok(Domain { ptr })
+    }
+
+    /// The record's typed parameters.
+    pub fn params(&self) -> &[ffi::virTypedParameter] {
+        let len = usize::try_from(self.record.nparams).unwrap_or(0);
+        if self.record.params.is_null() || len == 0 {
+            return &[];
+        }
+        // SAFETY: libvirt's record holds `nparams` initialised parameters at `params`, alive
+        // as long as the list, which outlives this borrow.
+        unsafe { std::slice::from_raw_parts(self.record.params, len) }
+    }
+
+    /// The figures this driver gave for the domain.
+    pub fn figures(&self) -> DomainFigures {
+        DomainFigures::parse(self.params())
+    }
+}
+
+/// A domain's state and balloon figures from bulk statistics; `None` for what the record did
+/// not carry. Field names and units are libvirt's (`virsh domstats --balloon`, checked against
+/// a QEMU 7.2 guest under libvirt 9.0): memory in KiB, faults as counts, `last-update` in epoch
+/// seconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DomainFigures {
+    /// `state.state`: a `virDomainState`.
+    pub state: Option<u32>,
+    /// `balloon.current`: the balloon size now.
+    pub current_kib: Option<u64>,
+    /// `balloon.maximum`: the domain's maximum memory.
+    pub maximum_kib: Option<u64>,
+    /// `balloon.unused`: guest MemFree.
+    pub unused_kib: Option<u64>,
+    /// `balloon.available`: guest MemTotal.
+    pub available_kib: Option<u64>,
+    /// `balloon.usable`: guest MemAvailable.
+    pub usable_kib: Option<u64>,
+    /// `balloon.rss`: the QEMU process's resident set.
+    pub rss_kib: Option<u64>,
+    /// `balloon.last-update`.
+    pub last_update_s: Option<u64>,
+    /// `balloon.swap_in`, `balloon.swap_out`.
+    pub swap_in_kib: Option<u64>,
+    pub swap_out_kib: Option<u64>,
+    /// `balloon.major_fault`.
+    pub major_faults: Option<u64>,
+}
+
+impl DomainFigures {
+    /// Picks the fields we use out of a record's parameters; others, and values of a type
+    /// that cannot be a count (double, string, negative), are ignored.
+    pub fn parse(params: &[ffi::virTypedParameter]) -> DomainFigures {
+        let mut figures = DomainFigures::default();
+        for param in params {
+            let mut name = [0u8; ffi::VIR_TYPED_PARAM_FIELD_LENGTH as usize];
+            for (byte, c) in name.iter_mut().zip(&param.field) {
+                *byte = c.to_ne_bytes()[0];
+            }
+            let len = name.iter().position(|b| *b == 0).unwrap_or(name.len());
+            let target = match &name[..len] {
+                b"state.state" => {
+                    figures.state = typed_u64(param).and_then(|v| u32::try_from(v).ok());
+                    continue;
+                }
+                b"balloon.current" => &mut figures.current_kib,
+                b"balloon.maximum" => &mut figures.maximum_kib,
+                b"balloon.unused" => &mut figures.unused_kib,
+                b"balloon.available" => &mut figures.available_kib,
+                b"balloon.usable" => &mut figures.usable_kib,
+                b"balloon.rss" => &mut figures.rss_kib,
+                b"balloon.last-update" => &mut figures.last_update_s,
+                b"balloon.swap_in" => &mut figures.swap_in_kib,
+                b"balloon.swap_out" => &mut figures.swap_out_kib,
+                b"balloon.major_fault" => &mut figures.major_faults,
+                _ => continue,
+            };
+            *target = typed_u64(param);
+        }
+        figures
+    }
+}
+
+/// A typed parameter's value as an unsigned integer, if it is one.
+fn typed_u64(param: &ffi::virTypedParameter) -> Option<u64> {
+    let kind = u32::try_from(param.type_).ok()?;
+    // SAFETY: libvirt writes the union member that `type` names, and each arm reads only the
+    // member of its own type; every bit pattern of these integer members is a valid value.
+    unsafe {
+        match kind {
+            ffi::VIR_TYPED_PARAM_ULLONG => Some(param.value.ul),
+            ffi::VIR_TYPED_PARAM_UINT => Some(u64::from(param.value.ui)),
+            ffi::VIR_TYPED_PARAM_LLONG => u64::try_from(param.value.l).ok(),
+            ffi::VIR_TYPED_PARAM_INT => u64::try_from(param.value.i).ok(),
+            _ => None,
+        }
+    }
+}
+
 /// A domain reference (`virDomainPtr`).
 pub struct Domain {
     ptr: NonNull<ffi::virDomain>,
@@ -309,6 +554,15 @@ impl Domain {
         // SAFETY: self.ptr is live and uuid has the VIR_UUID_BUFLEN bytes libvirt writes.
         check(unsafe { ffi::virDomainGetUUID(self.ptr.as_ptr(), uuid.as_mut_ptr()) }, "virDomainGetUUID")?;
         Ok(uuid)
+    }
+
+    /// The running domain's ID. It changes each time the domain starts, so a new ID under
+    /// the same UUID means the guest was restarted. Local to the handle: no round trip.
+    pub fn id(&self) -> Option<u32> {
+        // SAFETY: self.ptr is live.
+        let id = unsafe { ffi::virDomainGetID(self.ptr.as_ptr()) };
+        // (unsigned int)-1 is libvirt's "no ID": an inactive domain or an error.
+        (id != u32::MAX).then_some(id)
     }
 
     pub fn info(&self) -> Result<DomainInfo, LibvirtError> {
@@ -442,6 +696,103 @@ mod tests {
         assert_eq!(err.operation, "virDomainSetMemoryFlags");
         assert!(!err.message().is_empty());
         dom.set_memory_kib(before).unwrap();
+    }
+
+    fn param(name: &str, kind: u32, value: ffi::_virTypedParameter__bindgen_ty_1) -> ffi::virTypedParameter {
+        let mut field = [0; ffi::VIR_TYPED_PARAM_FIELD_LENGTH as usize];
+        for (c, b) in field.iter_mut().zip(name.bytes()) {
+            *c = std::ffi::c_char::from_ne_bytes([b]);
+        }
+        ffi::virTypedParameter { field, type_: i32::try_from(kind).unwrap(), value }
+    }
+
+    fn ull(name: &str, v: u64) -> ffi::virTypedParameter {
+        param(name, ffi::VIR_TYPED_PARAM_ULLONG, ffi::_virTypedParameter__bindgen_ty_1 { ul: v })
+    }
+
+    #[test]
+    fn bulk_balloon_figures_are_picked_by_name_and_type() {
+        // As the QEMU driver sends them (virsh domstats --state --balloon on a lab guest).
+        let params = [
+            param("state.state", ffi::VIR_TYPED_PARAM_INT, ffi::_virTypedParameter__bindgen_ty_1 { i: 1 }),
+            param("state.reason", ffi::VIR_TYPED_PARAM_INT, ffi::_virTypedParameter__bindgen_ty_1 { i: 1 }),
+            ull("balloon.current", 524_288),
+            ull("balloon.maximum", 2_097_152),
+            ull("balloon.swap_in", 0),
+            ull("balloon.swap_out", 0),
+            ull("balloon.major_fault", 140),
+            ull("balloon.minor_fault", 43_811),
+            ull("balloon.unused", 404_352),
+            ull("balloon.available", 450_612),
+            ull("balloon.usable", 391_004),
+            ull("balloon.last-update", 1_763_870_000),
+            ull("balloon.disk_caches", 9_636),
+            ull("balloon.rss", 183_904),
+        ];
+        let f = DomainFigures::parse(&params);
+        assert_eq!(
+            f,
+            DomainFigures {
+                state: Some(ffi::VIR_DOMAIN_RUNNING),
+                current_kib: Some(524_288),
+                maximum_kib: Some(2_097_152),
+                unused_kib: Some(404_352),
+                available_kib: Some(450_612),
+                usable_kib: Some(391_004),
+                rss_kib: Some(183_904),
+                last_update_s: Some(1_763_870_000),
+                swap_in_kib: Some(0),
+                swap_out_kib: Some(0),
+                major_faults: Some(140),
+            }
+        );
+    }
+
+    #[test]
+    fn figures_of_a_type_that_cannot_be_a_count_are_left_out() {
+        let params = [
+            param("balloon.current", ffi::VIR_TYPED_PARAM_DOUBLE, ffi::_virTypedParameter__bindgen_ty_1 { d: 1.5 }),
+            param("balloon.unused", ffi::VIR_TYPED_PARAM_LLONG, ffi::_virTypedParameter__bindgen_ty_1 { l: -1 }),
+            param("balloon.usable", ffi::VIR_TYPED_PARAM_UINT, ffi::_virTypedParameter__bindgen_ty_1 { ui: 7 }),
+            // A name that fills the whole field, without a NUL.
+            ull(&"b".repeat(80), 1),
+            ull("balloon.currentx", 3),
+        ];
+        let f = DomainFigures::parse(&params);
+        assert_eq!(f, DomainFigures { usable_kib: Some(7), ..DomainFigures::default() });
+    }
+
+    #[test]
+    fn the_test_driver_gives_bulk_state_but_refuses_bulk_balloon_figures() {
+        let conn = default_test_driver();
+        let err = conn.all_domain_stats(StatsGroups::StateAndBalloon).err().unwrap();
+        assert!(err.is_unsupported_stats(), "{err}");
+        let list = conn.all_domain_stats(StatsGroups::State).unwrap();
+        assert_eq!(list.len(), 1);
+        let record = list.get(0).unwrap();
+        assert_eq!(
+            record.figures(),
+            DomainFigures { state: Some(ffi::VIR_DOMAIN_RUNNING), ..DomainFigures::default() }
+        );
+        let dom = record.domain().unwrap();
+        drop(list);
+        // Our reference outlives the list's.
+        assert_eq!(dom.name().unwrap().to_bytes(), b"test");
+        assert!(dom.id().is_some());
+        assert!(list_is_none_past_the_end(&conn));
+    }
+
+    fn list_is_none_past_the_end(conn: &Connection) -> bool {
+        let list = conn.all_domain_stats(StatsGroups::State).unwrap();
+        list.get(list.len()).is_none() && list.iter().count() == list.len()
+    }
+
+    #[test]
+    fn the_library_version_is_the_one_linked() {
+        let v = library_version().unwrap();
+        assert!(v.major >= 9, "{v}");
+        assert_eq!(LibvirtVersion::decode(9_000_000).to_string(), "9.0.0");
+        assert_eq!(LibvirtVersion::decode(10_010_003).to_string(), "10.10.3");
     }
 
     #[test]

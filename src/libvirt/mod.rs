@@ -7,5 +7,8 @@ mod backend;
 #[allow(unsafe_code)]
 pub mod ffi;
 
-pub use api::{Connection, Domain, DomainInfo, DomainList, Keepalive, LibvirtError, MemoryStats, init};
-pub use backend::{LibvirtBackend, LibvirtBackendError};
+pub use api::{
+    Connection, Domain, DomainFigures, DomainInfo, DomainList, DomainStatsList, DomainStatsRecord, Keepalive,
+    LibvirtError, LibvirtVersion, MemoryStats, StatsGroups, init, library_version,
+};
+pub use backend::{LibvirtBackend, LibvirtBackendError, Reading};

@@ -1,0 +1,149 @@
+//! libvirtd hung (SIGSTOP) in the middle of the daemon's calls, and libvirtd killed and
+//! started again: the real binary, serving 4 domains of libvirt's test driver through the system
+//! libvirtd, notices the loss, waits without spinning, never exits, and serves again within 5 s
+//! of the daemon's return. Lab-locked (it stops and kills the system libvirtd); the two tests
+//! run one at a time.
+
+mod common;
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use common::daemon::Daemon;
+use common::lab;
+use common::test_driver::{COURSE_NODE, StoppedLibvirtd, Transport, cpu_time, libvirtd_pid, node_uri_over, signal};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// How soon after libvirtd is back the daemon must serve again.
+const BACK_WITHIN: Duration = Duration::from_secs(5);
+
+fn lab_turn(test: &str) -> Option<MutexGuard<'static, ()>> {
+    if lab::skip_lab(test) {
+        return None;
+    }
+    lab::libvirtd_up();
+    Some(SERIAL.lock().unwrap_or_else(PoisonError::into_inner))
+}
+
+/// The number of the last JSON round that served all four domains, waiting up to `timeout`
+/// for one numbered above `after`; also how long that took.
+fn served_round_after(d: &mut Daemon, after: u64, timeout: Duration) -> (u64, Duration) {
+    let started = Instant::now();
+    loop {
+        let served = d.poll_rounds().iter().rev().find(|r| {
+            r["round"].as_u64().unwrap() > after
+                && r["vms"].as_array().unwrap().iter().filter(|v| v["actual_kib"].is_number()).count() == 4
+        });
+        if let Some(r) = served {
+            return (r["round"].as_u64().unwrap(), started.elapsed());
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "no round served all 4 domains within {timeout:?}; stderr:\n{}",
+            d.poll_stderr().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn last_round(d: &mut Daemon) -> u64 {
+    d.poll_rounds().last().map_or(0, |r| r["round"].as_u64().unwrap())
+}
+
+/// Stops the daemon and returns how many rounds it ran in all.
+fn stop(mut d: Daemon) -> u64 {
+    d.signal(libc::SIGTERM);
+    let (code, _) = d.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{}", d.stderr.join("\n"));
+    let summary = d.stderr.iter().find(|l| l.contains("stopped: ")).expect("the summary line").clone();
+    summary.split("stopped: ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_hung_libvirtd_is_noticed_waited_for_without_spinning_and_served_again_when_it_continues() {
+    let Some(_turn) = lab_turn("libvirtd hung with SIGSTOP") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let uri = node_uri_over(&dir, &COURSE_NODE, Transport::Libvirtd);
+    let started = Instant::now();
+    let mut d = Daemon::start(&["1", "--connect", &uri, "--json", "-v"]);
+    served_round_after(&mut d, 0, Duration::from_secs(10));
+
+    let cpu_before = cpu_time(d.child.id());
+    let stopped_at = Instant::now();
+    let stopped = StoppedLibvirtd::stop();
+    // Keepalive (3 probes, 3 s apart) gives the call that hangs up.
+    d.wait_for("lost the libvirt connection", Duration::from_secs(25));
+    let noticed = stopped_at.elapsed();
+    std::thread::sleep(Duration::from_secs(20).saturating_sub(stopped_at.elapsed()));
+    let cpu_while_hung = cpu_time(d.child.id()) - cpu_before;
+    let hung_for = stopped_at.elapsed();
+    assert!(d.child.try_wait().unwrap().is_none(), "the daemon exited while libvirtd hung");
+    let round_before = last_round(&mut d);
+
+    stopped.resume();
+    let (_, back_after) = served_round_after(&mut d, round_before, BACK_WITHIN);
+    d.wait_for("reconnected to", Duration::from_secs(1));
+    let lost = d.poll_stderr().iter().filter(|l| l.contains("lost the libvirt connection")).count();
+    let rounds = stop(d);
+    eprintln!(
+        "hung {hung_for:?}: loss noticed after {noticed:?}, {cpu_while_hung:?} of CPU while hung, \
+         served again {back_after:?} after SIGCONT, {rounds} rounds in {:?}",
+        started.elapsed()
+    );
+    assert!(noticed < Duration::from_secs(20), "keepalive did not end the hung call: {noticed:?}");
+    assert_eq!(lost, 1, "the loss is logged once");
+    assert!(cpu_while_hung < Duration::from_millis(500), "busy while hung: {cpu_while_hung:?} of CPU");
+    let limit = started.elapsed().as_secs() + 2;
+    assert!(rounds <= limit, "{rounds} rounds in {:?}: not one per interval", started.elapsed());
+}
+
+/// Starts libvirtd again on drop, whatever happens to the test.
+struct RestartOnDrop;
+
+impl Drop for RestartOnDrop {
+    fn drop(&mut self) {
+        lab::libvirtd_up();
+    }
+}
+
+#[test]
+fn a_killed_libvirtd_is_waited_for_with_backoff_and_served_again_within_5_s_of_its_restart() {
+    let Some(_turn) = lab_turn("libvirtd killed and restarted") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let uri = node_uri_over(&dir, &COURSE_NODE, Transport::Libvirtd);
+    let started = Instant::now();
+    let mut d = Daemon::start(&["1", "--connect", &uri, "--json", "-v"]);
+    served_round_after(&mut d, 0, Duration::from_secs(10));
+
+    let cpu_before = cpu_time(d.child.id());
+    let killed_at = Instant::now();
+    let restart = RestartOnDrop;
+    let pid = libvirtd_pid();
+    signal(pid, libc::SIGTERM);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(killed_at.elapsed() < Duration::from_secs(30), "libvirtd did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    d.wait_for("lost the libvirt connection", Duration::from_secs(10));
+    // Down long enough for the waits between attempts to grow to their cap.
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(killed_at.elapsed()));
+    let cpu_while_down = cpu_time(d.child.id()) - cpu_before;
+    let round_before = last_round(&mut d);
+    drop(restart);
+    let back_at = Instant::now();
+    let (_, back_after) = served_round_after(&mut d, round_before, BACK_WITHIN);
+    let attempts = d.poll_stderr().iter().filter(|l| l.contains("reconnecting to") && l.contains("failed")).count();
+    let rounds = stop(d);
+    eprintln!(
+        "down {:?} ({attempts} failed attempts, {cpu_while_down:?} of CPU), served again {back_after:?} after \
+         libvirtd answered, {rounds} rounds in {:?}",
+        back_at - killed_at,
+        started.elapsed()
+    );
+    assert!(cpu_while_down < Duration::from_millis(500), "busy while libvirtd was down: {cpu_while_down:?}");
+    // Attempts 1, 2, 3, 3, ... s apart: about 4 in 10 s, not one per round, not none.
+    assert!((2..=7).contains(&attempts), "{attempts} reconnection attempts in 10 s");
+    let limit = started.elapsed().as_secs() + 2;
+    assert!(rounds <= limit, "{rounds} rounds in {:?}: not one per interval", started.elapsed());
+}
