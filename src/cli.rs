@@ -58,11 +58,13 @@ Signals:
 
 Exit status:
   0 stopped by a signal, --ticks, or --exit-when-idle; 1 could not start (libvirt
-  unreachable, host memory unreadable); 2 bad arguments or configuration file.
+  unreachable, host memory unreadable, another daemon running); 2 bad arguments or configuration file.
 
 Files:
   /proc/meminfo                      host memory (MemAvailable, MemTotal)
-  /etc/default/memory-coordinator    MEMORY_COORDINATOR_ARGS for the systemd service"
+  /etc/default/memory-coordinator    MEMORY_COORDINATOR_ARGS for the systemd service
+  /run/memory_coordinator/memory_coordinator.lock
+                                     one daemon per host: a second one exits 1 (--lock-file)"
 );
 
 /// Balances RAM between QEMU/KVM virtual machines through the virtio-balloon.
@@ -174,6 +176,11 @@ pub struct Cli {
     #[arg(long)]
     pub restore_on_exit: bool,
 
+    /// The one-daemon-per-host lock: a second instance finds it held and refuses to start.
+    /// `--dry-run` instances take no lock.
+    #[arg(long, value_name = "PATH", env = "MEMORY_COORDINATOR_LOCK_FILE", default_value = crate::instance::DEFAULT_LOCK_FILE)]
+    pub lock_file: PathBuf,
+
     /// Print one JSON line per round on stdout (figures in KiB).
     #[arg(long)]
     pub json: bool,
@@ -246,7 +253,10 @@ impl Cli {
             })
         };
         let vms = VmRules::new(self.domains, self.exclude, self.config).map_err(ConfigError::Vms)?;
-        Config::new(policy, backend, options, self.meminfo, verbosity, vms)
+        let mut config = Config::new(policy, backend, options, self.meminfo, verbosity, vms)?;
+        // A dry run changes no balloon: it may run beside the daemon that does.
+        config.lock_file = (!self.dry_run).then_some(self.lock_file);
+        Ok(config)
     }
 }
 

@@ -29,6 +29,8 @@ pub struct Config {
     pub verbosity: i8,
     /// Which VMs are served and within which limits (`--domains`, `--exclude`, `--config`).
     pub vms: VmRules,
+    /// The one-daemon-per-host lock to take before serving; `None` for a dry run.
+    pub lock_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -56,7 +58,7 @@ impl Config {
             }
             BackendChoice::Qmp(_) => {}
         }
-        Ok(Config { policy, backend, options, meminfo, verbosity, vms })
+        Ok(Config { policy, backend, options, meminfo, verbosity, vms, lock_file: None })
     }
 
     /// The `log` level filter `-v`/`-q` ask for.

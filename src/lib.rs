@@ -12,6 +12,7 @@ pub mod complaint;
 pub mod config;
 pub mod coordinator;
 pub mod host;
+pub mod instance;
 pub mod libvirt;
 pub mod policy;
 pub mod qmp;

@@ -7,6 +7,7 @@ use memory_coordinator::cli;
 use memory_coordinator::config::{BackendChoice, Config};
 use memory_coordinator::coordinator::Coordinator;
 use memory_coordinator::host::HostMemory;
+use memory_coordinator::instance::InstanceLock;
 use memory_coordinator::libvirt::LibvirtBackend;
 use memory_coordinator::qmp::QmpBackend;
 use memory_coordinator::shutdown::Shutdown;
@@ -30,6 +31,8 @@ fn main() -> ExitCode {
 
 fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = Shutdown::install()?;
+    // Held until run() returns: before the backend starts, so a second daemon touches nothing.
+    let _lock = config.lock_file.as_deref().map(InstanceLock::acquire).transpose()?;
     let host = HostMemory::open(&config.meminfo)?;
     match &config.backend {
         BackendChoice::Libvirt { uri } => {

@@ -7,9 +7,30 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_memory_coordinator");
 
+/// The binary, ready to run: each test's daemon gets its own instance lock, since tests run
+/// many daemons at once on one host (tests/single_instance.rs tests the lock itself).
+pub fn command() -> Command {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let lock = std::env::temp_dir().join(format!("mc-test-{}-{n}.lock", std::process::id()));
+    let mut cmd = Command::new(BIN);
+    cmd.env_remove("RUST_LOG").env("MEMORY_COORDINATOR_LOCK_FILE", lock);
+    cmd
+}
+
+/// An instance lock path that an unprivileged user (`setpriv --reuid=65534`) can create, so
+/// that a test of what such a user sees gets past the lock to the error it is about.
+pub fn nobody_lock_file() -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("mc-nobody-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    dir.join("memory_coordinator.lock")
+}
+
 /// Runs the binary to completion.
 pub fn run(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).env_remove("RUST_LOG").output().expect("the binary runs")
+    command().args(args).output().expect("the binary runs")
 }
 
 /// The JSON lines the binary printed on stdout.
@@ -32,13 +53,8 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(args: &[&str]) -> Daemon {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the binary starts");
+        let mut child =
+            command().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("the binary starts");
         let stderr = child.stderr.take().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (json_tx, json) = mpsc::channel();

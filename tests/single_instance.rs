@@ -1,0 +1,39 @@
+//! One daemon per host: a second instance refuses with one clear line naming the first, a
+//! dry run may watch beside it, and a daemon killed with SIGKILL leaves no lock behind.
+
+mod common;
+
+use std::time::Duration;
+
+use common::daemon::{self, Daemon};
+
+const URI: &str = "test:///default";
+
+fn with_lock(lock: &std::path::Path, args: &[&str]) -> std::process::Output {
+    daemon::command().env("MEMORY_COORDINATOR_LOCK_FILE", lock).args(args).output().unwrap()
+}
+
+#[test]
+fn a_second_daemon_refuses_naming_the_first_a_dry_run_may_watch_and_a_killed_daemon_leaves_no_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let lock = dir.path().join("run/memory_coordinator.lock");
+    let lock_arg = lock.to_str().unwrap();
+    let mut first = Daemon::start(&["1", "--connect", URI, "--lock-file", lock_arg]);
+    first.wait_for("serving", Duration::from_secs(10));
+    let pid = first.child.id();
+
+    let second = with_lock(&lock, &["1", "--connect", URI, "--ticks", "2"]);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(&format!("another memory_coordinator (pid {pid}) already runs on this host")), "{stderr}");
+    assert!(stderr.contains("--dry-run"), "{stderr}");
+
+    let watcher = with_lock(&lock, &["1", "--connect", URI, "--ticks", "2", "--dry-run"]);
+    assert_eq!(watcher.status.code(), Some(0), "{}", String::from_utf8_lossy(&watcher.stderr));
+
+    first.signal(libc::SIGKILL);
+    first.wait_exit(Duration::from_secs(5));
+    let after = with_lock(&lock, &["1", "--connect", URI, "--ticks", "2"]);
+    assert_eq!(after.status.code(), Some(0), "{}", String::from_utf8_lossy(&after.stderr));
+}
