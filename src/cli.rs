@@ -4,15 +4,17 @@
 //! daemon usually runs under systemd, where a multi-line usage block in the journal hides the
 //! one line that matters.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use std::sync::OnceLock;
 
-use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{BackendChoice, Config, ConfigError};
 use crate::coordinator::LoopOptions;
+use crate::metrics::MetricsOptions;
 use crate::policy::{FreeFigure, PolicyConfig};
 use crate::qmp::QmpOptions;
 use crate::units::mib_to_kib;
@@ -32,7 +34,11 @@ Examples:
     memory_coordinator 2 --domains 'web-*' --config /etc/memory-coordinator/vms.json
 
   bare QEMU through QMP sockets: every second, all but the scratch VMs:
-    memory_coordinator 1 --qmp '/run/qemu/*.sock' --exclude 'scratch-*'"
+    memory_coordinator 1 --qmp '/run/qemu/*.sock' --exclude 'scratch-*'
+
+  Prometheus metrics for node_exporter's textfile collector, and an SVG of a recorded run:
+    memory_coordinator 2 --metrics-file /var/lib/node_exporter/memory_coordinator.prom
+    memory_coordinator 2 --json > run.jsonl; memory_coordinator plot run.jsonl > run.svg"
     };
 }
 
@@ -58,7 +64,9 @@ Signals:
 
 Exit status:
   0 stopped by a signal, --ticks, or --exit-when-idle; 1 could not start (libvirt
-  unreachable, host memory unreadable); 2 bad arguments or configuration file.
+  unreachable, host memory unreadable, --metrics-file directory not writable,
+  --metrics-listen address in use); 2 bad arguments or configuration file.
+  memory_coordinator plot: 1 if the file cannot be read or holds no --json round.
 
 Files:
   /proc/meminfo                      host memory (MemAvailable, MemTotal)
@@ -75,13 +83,19 @@ Files:
     version,
     about,
     max_term_width = 100,
+    // `memory_coordinator plot FILE` needs no INTERVAL, and takes none of the daemon's options.
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true,
     after_help = examples!(),
     after_long_help = MORE_HELP
 )]
 pub struct Cli {
     /// Seconds between two balancing rounds (also the guests' stats period).
-    #[arg(value_name = "INTERVAL", value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub interval: u64,
+    #[arg(value_name = "INTERVAL", required = true, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub interval: Option<u64>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
 
     /// A VM with less free memory than this is starving (MiB).
     #[arg(long, value_name = "MIB", default_value_t = D.vm_min_unused_kib / 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
@@ -178,6 +192,21 @@ pub struct Cli {
     #[arg(long)]
     pub json: bool,
 
+    /// Write Prometheus metrics (text format 0.0.4) to this file each round, for
+    /// node_exporter's textfile collector (name it *.prom). Written to PATH.tmp, then renamed.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+
+    /// Serve Prometheus metrics over HTTP at http://ADDR/metrics (e.g. 127.0.0.1:9848). Only
+    /// loopback addresses unless --metrics-allow-remote.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Let --metrics-listen bind a non-loopback address. The endpoint has no authentication
+    /// nor TLS and shows VM names and sizes: firewall it.
+    #[arg(long, requires = "metrics_listen")]
+    pub metrics_allow_remote: bool,
+
     /// Stop after this many rounds.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub ticks: Option<u64>,
@@ -210,11 +239,54 @@ pub fn command() -> clap::Command {
     Cli::command().version(version.as_str())
 }
 
+/// What the binary does besides serving VMs.
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Draw the --json output of a run as an SVG on stdout: per VM, balloon size and free
+    /// memory over time, the starvation threshold, failed actions.
+    Plot(PlotArgs),
+}
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct PlotArgs {
+    /// A file of --json lines (the daemon's stdout), or - for stdin.
+    #[arg(value_name = "FILE")]
+    pub input: PathBuf,
+
+    /// The starvation threshold line to draw (MiB; the daemon's --vm-min-unused).
+    #[arg(long, value_name = "MIB", default_value_t = D.vm_min_unused_kib / 1024)]
+    pub threshold: u64,
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invocation {
+    /// Serve VMs.
+    Run(Config),
+    /// `memory_coordinator plot FILE`.
+    Plot(PlotArgs),
+}
+
 impl Cli {
     /// Turns the parsed options into a validated configuration.
     pub fn into_config(self) -> Result<Config, ConfigError> {
+        // clap requires INTERVAL unless a subcommand is given, and a subcommand takes no
+        // daemon options: this is only reached without one.
+        let Some(interval) = self.interval else {
+            return Err(ConfigError::Invalid("the INTERVAL argument is required"));
+        };
+        if let Some(addr) = self.metrics_listen
+            && !addr.ip().is_loopback()
+            && !self.metrics_allow_remote
+        {
+            return Err(ConfigError::Invalid(
+                "--metrics-listen: not a loopback address; the endpoint has no authentication and shows VM \
+                 names and sizes, so add --metrics-allow-remote to serve other hosts (and firewall the port)",
+            ));
+        }
+        let metrics = MetricsOptions { file: self.metrics_file, listen: self.metrics_listen };
         let policy = PolicyConfig {
-            interval_s: self.interval,
+            interval_s: interval,
             vm_min_unused_kib: mib_to_kib(self.vm_min_unused),
             host_min_free_kib: mib_to_kib(self.host_min_free),
             shrink_band_kib: mib_to_kib(self.shrink_band),
@@ -241,18 +313,21 @@ impl Cli {
                 patterns: self.qmp,
                 balloon_path: self.qmp_balloon_path,
                 timeout: Duration::from_millis(self.qmp_timeout),
-                stats_period_s: self.interval,
+                stats_period_s: interval,
                 rescan_ticks: self.qmp_rescan,
             })
         };
         let vms = VmRules::new(self.domains, self.exclude, self.config).map_err(ConfigError::Vms)?;
-        Config::new(policy, backend, options, self.meminfo, verbosity, vms)
+        let mut config = Config::new(policy, backend, options, self.meminfo, verbosity, vms)?;
+        config.metrics = metrics;
+        Ok(config)
     }
 }
 
-/// Parses the process's arguments into a validated [`Config`], or exits: `--help` and
-/// `--version` print and exit 0; any other problem is one line on stderr and exit status 2.
-pub fn parse_or_exit() -> Config {
+/// Parses the process's arguments into a validated [`Config`] or a subcommand, or exits:
+/// `--help` and `--version` print and exit 0; any other problem is one line on stderr and
+/// exit status 2.
+pub fn parse_or_exit() -> Invocation {
     match parse_args(std::env::args_os()) {
         Ok(config) => config,
         Err(Exit::Print(e)) => e.exit(),
@@ -273,7 +348,7 @@ pub enum Exit {
 }
 
 /// [`parse_or_exit`] without the exit, for tests.
-pub fn parse_args<I, T>(args: I) -> Result<Config, Exit>
+pub fn parse_args<I, T>(args: I) -> Result<Invocation, Exit>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
@@ -284,7 +359,10 @@ where
         Err(e) if !e.use_stderr() => return Err(Exit::Print(e)),
         Err(e) => return Err(Exit::Usage(format!("{} (see --help)", one_line(&e.render().to_string())))),
     };
-    cli.into_config().map_err(|e| Exit::Usage(format!("error: {e}")))
+    match cli.command {
+        Some(Command::Plot(args)) => Ok(Invocation::Plot(args)),
+        None => cli.into_config().map(Invocation::Run).map_err(|e| Exit::Usage(format!("error: {e}"))),
+    }
 }
 
 /// clap's error text without its usage block, on one line.

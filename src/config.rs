@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use crate::coordinator::LoopOptions;
+use crate::metrics::MetricsOptions;
 use crate::policy::{PolicyConfig, PolicyError};
 use crate::qmp::QmpOptions;
 use crate::vmconfig::{VmConfigError, VmRules};
@@ -29,6 +30,8 @@ pub struct Config {
     pub verbosity: i8,
     /// Which VMs are served and within which limits (`--domains`, `--exclude`, `--config`).
     pub vms: VmRules,
+    /// `--metrics-file`, `--metrics-listen`.
+    pub metrics: MetricsOptions,
 }
 
 impl Config {
@@ -56,7 +59,7 @@ impl Config {
             }
             BackendChoice::Qmp(_) => {}
         }
-        Ok(Config { policy, backend, options, meminfo, verbosity, vms })
+        Ok(Config { policy, backend, options, meminfo, verbosity, vms, metrics: MetricsOptions::default() })
     }
 
     /// The `log` level filter `-v`/`-q` ask for.

@@ -13,6 +13,8 @@ pub mod config;
 pub mod coordinator;
 pub mod host;
 pub mod libvirt;
+pub mod metrics;
+pub mod plot;
 pub mod policy;
 pub mod qmp;
 pub mod shutdown;
