@@ -421,18 +421,21 @@ fn serve(listener: TcpListener, shared: Shared) -> io::Result<()> {
         let clients = Arc::new(AtomicUsize::new(0));
         for conn in listener.incoming() {
             match conn {
-                Ok(mut stream) => {
+                Ok(stream) => {
                     if clients.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
                         clients.fetch_sub(1, Ordering::AcqRel);
                         let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
-                        let _ = respond(&mut stream, "503 Service Unavailable", "text/plain", b"busy\n", false);
+                        let _ = respond(&stream, "503 Service Unavailable", "text/plain", b"busy\n", false);
+                        // Briefly: this holds up the accepting thread.
+                        linger(&stream, Duration::from_millis(100));
                         continue;
                     }
                     let (shared, mine) = (shared.clone(), Arc::clone(&clients));
                     let spawned = std::thread::Builder::new().name("metrics-client".into()).spawn(move || {
-                        if let Err(e) = answer(stream, &shared, &mut Vec::new()) {
+                        if let Err(e) = answer(&stream, &shared, &mut Vec::new()) {
                             log::debug!("metrics: a client's request failed: {e}");
                         }
+                        linger(&stream, Duration::from_millis(500));
                         mine.fetch_sub(1, Ordering::AcqRel);
                     });
                     if let Err(e) = spawned {
@@ -451,8 +454,19 @@ fn serve(listener: TcpListener, shared: Shared) -> io::Result<()> {
     Ok(())
 }
 
+/// Closing a socket with unread input sends a reset, which may destroy the answer before the
+/// client reads it (a request larger than we read, a body we ignore): so the sending side is
+/// shut first and what the client still sends is read and dropped, for a bounded time.
+fn linger(mut stream: &TcpStream, at_most: Duration) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(at_most));
+    let deadline = Instant::now() + at_most;
+    let mut sink = [0u8; 4096];
+    while Instant::now() < deadline && matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+}
+
 /// Reads one request (head only: a GET has no body) and answers it.
-fn answer(mut stream: TcpStream, shared: &Shared, body: &mut Vec<u8>) -> io::Result<()> {
+fn answer(mut stream: &TcpStream, shared: &Shared, body: &mut Vec<u8>) -> io::Result<()> {
     let deadline = Instant::now() + CLIENT_DEADLINE;
     let mut request = [0u8; MAX_REQUEST_BYTES];
     let mut len = 0;
@@ -477,7 +491,7 @@ fn answer(mut stream: TcpStream, shared: &Shared, body: &mut Vec<u8>) -> io::Res
     };
     stream.set_write_timeout(Some(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))))?;
     if !complete {
-        return respond(&mut stream, "431 Request Header Fields Too Large", "text/plain", b"request too large\n", true);
+        return respond(stream, "431 Request Header Fields Too Large", "text/plain", b"request too large\n", true);
     }
     let line = request[..len].split(|b| *b == b'\n').next().unwrap_or_default();
     let mut words = line.split(|b| *b == b' ').filter(|w| !w.is_empty());
@@ -485,16 +499,16 @@ fn answer(mut stream: TcpStream, shared: &Shared, body: &mut Vec<u8>) -> io::Res
     let path = target.split(|b| *b == b'?').next().unwrap_or_default();
     let head = method == b"HEAD";
     if method != b"GET" && !head {
-        return respond(&mut stream, "405 Method Not Allowed", "text/plain", b"only GET /metrics\n", false);
+        return respond(stream, "405 Method Not Allowed", "text/plain", b"only GET /metrics\n", false);
     }
     if path != b"/metrics" {
-        return respond(&mut stream, "404 Not Found", "text/plain", b"not found: the metrics are at /metrics\n", head);
+        return respond(stream, "404 Not Found", "text/plain", b"not found: the metrics are at /metrics\n", head);
     }
     shared.copy_into(body);
     if body.is_empty() {
-        return respond(&mut stream, "503 Service Unavailable", "text/plain", b"no round has finished yet\n", head);
+        return respond(stream, "503 Service Unavailable", "text/plain", b"no round has finished yet\n", head);
     }
-    respond(&mut stream, "200 OK", CONTENT_TYPE, body, head)
+    respond(stream, "200 OK", CONTENT_TYPE, body, head)
 }
 
 /// The request head has ended (an empty line), with or without carriage returns.
@@ -502,7 +516,7 @@ fn head_complete(request: &[u8]) -> bool {
     request.windows(4).any(|w| w == b"\r\n\r\n") || request.windows(2).any(|w| w == b"\n\n")
 }
 
-fn respond(stream: &mut TcpStream, status: &str, content_type: &str, body: &[u8], head_only: bool) -> io::Result<()> {
+fn respond(mut stream: &TcpStream, status: &str, content_type: &str, body: &[u8], head_only: bool) -> io::Result<()> {
     let allow = if status.starts_with("405") { "Allow: GET, HEAD\r\n" } else { "" };
     write!(
         stream,
