@@ -93,7 +93,7 @@ fn the_exposition_parses_with_prometheus_client_and_matches_the_json_of_the_same
     assert!(check.status.success(), "{said}\nexposition:\n{text}");
     assert!(said.contains("metrics_check: ok"), "{said}");
     assert!(text.contains(r#"memory_coordinator_vm_actual_bytes{vm="odd \"vm\"\\name"} "#), "{text}");
-    println!("{said}");
+    println!("{said}\n{text}");
 }
 
 /// Sends `request` and returns the whole answer (HTTP/1.0: the server closes after it).
