@@ -332,6 +332,9 @@ fn bytes(kib: u64) -> u64 {
     kib.saturating_mul(BYTES_PER_KIB)
 }
 
+/// One VM's figure in a round (its slot), in bytes; `None`: no series this round.
+type VmFigure = fn(&RoundView, usize) -> Option<u64>;
+
 /// The exposition of one round, appended to `out` without growing it.
 fn render(out: &mut Vec<u8>, r: &RoundView) -> fmt::Result {
     let w = &mut Bounded(out);
@@ -372,7 +375,7 @@ fn render(out: &mut Vec<u8>, r: &RoundView) -> fmt::Result {
 
     let slots = || (0..MAX_DOMAINS).filter(|s| r.roster.present[*s]);
     let name = |slot: usize| r.roster.names[slot].as_str();
-    let vm_families: [(&str, &str, fn(&RoundView, usize) -> Option<u64>); 6] = [
+    let vm_families: [(&str, &str, VmFigure); 6] = [
         ("vm_actual_bytes", "Balloon size: the memory the guest has now.", |r, s| {
             r.snapshot.vms[s].map(|v| bytes(v.actual_kib))
         }),

@@ -10,7 +10,11 @@ use common::fake_qemu::{FakeQemu, Fault};
 
 fn plot(args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(BIN).arg("plot").args(args).output().unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// The points of the polyline of `class` ("size" or "free") in the panel titled `title`.

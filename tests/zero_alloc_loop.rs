@@ -94,7 +94,8 @@ fn scrape_until(addr: SocketAddr, stop: Arc<std::sync::atomic::AtomicBool>) -> s
                 s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")?;
                 s.read_to_string(&mut answer)
             });
-            if scraped.is_ok() && answer.starts_with("HTTP/1.0 200") && answer.contains("memory_coordinator_vm_state{") {
+            if scraped.is_ok() && answer.starts_with("HTTP/1.0 200") && answer.contains("memory_coordinator_vm_state{")
+            {
                 whole += 1;
             }
             std::thread::sleep(Duration::from_millis(2));
