@@ -57,6 +57,16 @@ Configuration file:
   its share when memory is short, exclude leaves it alone. --domains, --exclude and the file
   can each only exclude.
 
+Metrics:
+  --metrics-file PATH writes Prometheus metrics (text format 0.0.4) each round, to PATH.tmp
+  then renamed over PATH, for node_exporter's textfile collector; --metrics-listen ADDR
+  serves them at http://ADDR/metrics. Sizes in bytes; the metrics are listed in the README.
+
+Plot:
+  memory_coordinator plot FILE [--threshold MIB] > run.svg draws the --json lines in FILE
+  (- for stdin): per VM, balloon size and free memory over time. Lines that are not rounds
+  are skipped and counted on stderr.
+
 Signals:
   SIGHUP reads the --config file again; a VM keeps its history. A file with an error is
   logged once and the configuration loaded before stays. SIGINT or SIGTERM stop after the
@@ -86,6 +96,8 @@ Files:
     // `memory_coordinator plot FILE` needs no INTERVAL, and takes none of the daemon's options.
     subcommand_negates_reqs = true,
     args_conflicts_with_subcommands = true,
+    // `plot --help` says it all; a `help` subcommand would be one more word in the synopsis.
+    disable_help_subcommand = true,
     after_help = examples!(),
     after_long_help = MORE_HELP
 )]
@@ -468,6 +480,8 @@ mod tests {
         assert!(help.contains("memory_coordinator 1 --qmp '/run/qemu/*.sock'"), "{help}");
         let long = Cli::command().render_long_help().to_string();
         assert!(long.contains("SIGHUP reads the --config file again"), "{long}");
+        assert!(long.contains("--metrics-file <PATH>") && long.contains("--metrics-listen <ADDR>"), "{long}");
+        assert!(long.contains("plot  Draw the --json output of a run as an SVG"), "{long}");
     }
 
     #[test]
@@ -482,6 +496,38 @@ mod tests {
                 format!("memory_coordinator {} (libvirt {libvirt})\n", env!("CARGO_PKG_VERSION"))
             );
         }
+    }
+
+    #[test]
+    fn plot_is_a_subcommand_that_needs_no_interval_and_takes_no_daemon_option() {
+        let run = |args: &[&str]| parse_args(std::iter::once("memory_coordinator").chain(args.iter().copied()));
+        match run(&["plot", "run.jsonl"]) {
+            Ok(Invocation::Plot(p)) => assert_eq!((p.input, p.threshold), (PathBuf::from("run.jsonl"), 100)),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(run(&["plot", "-", "--threshold", "200"]), Ok(Invocation::Plot(p)) if p.threshold == 200));
+        assert!(matches!(run(&["2"]), Ok(Invocation::Run(c)) if c.policy.interval_s == 2));
+        for args in [&["1", "plot", "x"][..], &["plot", "x", "--json"], &["plot"]] {
+            assert!(matches!(run(args), Err(Exit::Usage(_))), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn metrics_options_reach_the_config_and_remote_addresses_must_be_allowed() {
+        let config = parse(&["1", "--metrics-file", "/tmp/m.prom", "--metrics-listen", "[::1]:9848"]).unwrap();
+        let metrics = config.into_config().unwrap().metrics;
+        assert_eq!(metrics.file, Some(PathBuf::from("/tmp/m.prom")));
+        assert_eq!(metrics.listen, Some("[::1]:9848".parse().unwrap()));
+        let remote = usage_line(&["1", "--metrics-listen", "192.0.2.1:9848"]);
+        assert!(remote.contains("not a loopback address") && remote.contains("--metrics-allow-remote"), "{remote}");
+        assert!(
+            parse(&["1", "--metrics-listen", "192.0.2.1:9848", "--metrics-allow-remote"])
+                .unwrap()
+                .into_config()
+                .is_ok()
+        );
+        assert!(usage_line(&["1", "--metrics-allow-remote"]).contains("--metrics-listen"));
+        assert!(usage_line(&["1", "--metrics-listen", "localhost:80"]).contains("invalid value 'localhost:80'"));
     }
 
     #[test]
