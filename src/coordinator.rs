@@ -216,11 +216,6 @@ impl<B: Backend> Coordinator<B> {
         self
     }
 
-    /// The metrics outlets, if any (for tests).
-    pub fn metrics(&self) -> Option<&Metrics> {
-        self.metrics.as_ref()
-    }
-
     /// Sends the JSON lines (`--json`) to `out` instead of stdout.
     pub fn with_json_output(mut self, out: Box<dyn Write>) -> Self {
         self.json_out = Some(out);

@@ -238,15 +238,6 @@ impl Metrics {
         Ok(self)
     }
 
-    /// The exposition of the last round published (empty before the first).
-    pub fn text(&self) -> &[u8] {
-        match &self.shared {
-            // After the swap the text is on the server's side.
-            Some(_) => &[],
-            None => &self.text,
-        }
-    }
-
     /// Formats this round's exposition and hands it to the outlets. Allocates nothing.
     pub fn publish(&mut self, round: &RoundView) {
         self.text.clear();

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use common::daemon::{self, Daemon, json_lines};
 use common::fake_qemu::{FakeQemu, Fault};
-use memory_coordinator::coordinator::{Roster, Summary};
+use memory_coordinator::coordinator::{Backend, Coordinator, LoopOptions, Roster, Summary};
+use memory_coordinator::host::HostMemory;
 use memory_coordinator::metrics::{Metrics, MetricsOptions, RoundView};
-use memory_coordinator::policy::{Action, Decisions, MAX_DOMAINS, Snapshot, VmStats};
+use memory_coordinator::policy::{Action, Decisions, MAX_DOMAINS, PolicyConfig, Snapshot, VmStats};
 use memory_coordinator::text::VmName;
 
 /// A VM name with every character the exposition format escapes in a label value.
@@ -289,4 +290,60 @@ fn a_reader_never_sees_a_partial_metrics_file() {
     let (whole, partial) = reader.join().unwrap();
     assert!(partial.is_empty(), "partial files seen (their lengths): {partial:?}; {whole} whole");
     assert!(whole >= 10, "the reader read along: {whole} whole files");
+}
+
+/// A backend that serves one VM, or fails as a whole while `down` is set.
+struct Flaky {
+    down: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl Backend for Flaky {
+    type Error = &'static str;
+    fn describe(&self) -> String {
+        "flaky".to_owned()
+    }
+    fn refresh(&mut self, vms: &mut [Option<VmStats>; MAX_DOMAINS], roster: &mut Roster) -> Result<(), Self::Error> {
+        if self.down.get() {
+            return Err("flaky is down");
+        }
+        vms[0] =
+            Some(VmStats { actual_kib: 1 << 20, max_kib: 1 << 21, unused_kib: Some(1 << 19), ..VmStats::default() });
+        roster.names[0] = VmName::new("vm0");
+        roster.present[0] = true;
+        Ok(())
+    }
+    fn apply(&mut self, _slot: usize, _target_kib: u64) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+/// Rounds over a backend that goes away twice: each outage is counted once, its rounds say
+/// the backend is down and show no VM, and the VM is back with the backend.
+#[test]
+fn backend_outages_are_counted_and_their_rounds_have_no_vm_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let prom = dir.path().join("mc.prom");
+    let metrics = Metrics::start(&MetricsOptions { file: Some(prom.clone()), listen: None }).unwrap();
+    let down = std::rc::Rc::new(std::cell::Cell::new(false));
+    let host = HostMemory::open(Path::new("/proc/meminfo")).unwrap();
+    let backend = Flaky { down: std::rc::Rc::clone(&down) };
+    let mut c = Coordinator::new(PolicyConfig::DEFAULT, LoopOptions::default(), backend, host).with_metrics(metrics);
+    let series = |name: &str| {
+        let text = std::fs::read_to_string(&prom).unwrap();
+        let prefix = format!("memory_coordinator_{name} ");
+        text.lines().find_map(|l| l.strip_prefix(&prefix).map(str::to_owned))
+    };
+    let vm_series = || std::fs::read_to_string(&prom).unwrap().contains("{vm=\"vm0\"");
+    // Up, down for two rounds, up, down, up.
+    for (round, is_down, outages) in
+        [(1, false, 0), (2, true, 1), (3, true, 1), (4, false, 1), (5, true, 2), (6, false, 2)]
+    {
+        down.set(is_down);
+        c.tick();
+        assert_eq!(series("ticks_total").as_deref(), Some(round.to_string().as_str()));
+        assert_eq!(series("backend_up").as_deref(), Some(if is_down { "0" } else { "1" }), "round {round}");
+        assert_eq!(series("backend_outages_total"), Some(outages.to_string()), "round {round}");
+        assert_eq!(vm_series(), !is_down, "round {round}");
+        assert!(series("host_available_bytes").is_some(), "round {round}");
+    }
 }
