@@ -1,7 +1,8 @@
 //! The daemon loop. One round flows one way: the host's figures and a backend's `refresh` fill
 //! the snapshot, [`decide`] turns it into targets, the backend applies them (shrinks first, so
 //! memory is released before it is given), then one log line per action and, with `--json`, one
-//! JSON line per round on stdout.
+//! JSON line per round on stdout; with `--metrics-file`/`--metrics-listen` the round's
+//! Prometheus exposition ([`crate::metrics`]), also for rounds the backend or host was down.
 //!
 //! Between `refresh` and `decide` the operator's rules ([`VmRules`]: `--domains`, `--exclude`,
 //! `--config`) are applied: an excluded VM's figures are withheld from the policy and its

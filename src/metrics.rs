@@ -51,7 +51,9 @@ fn state_label(state: Option<Hold>) -> &'static str {
 
 /// Bytes one VM can take in the exposition at most: [`VM_SERIES`] lines, each with the
 /// longest metric name (48), a name of `VmName`'s capacity where every byte is escaped (2 per
-/// byte), the longest reason label (25), a u64 (20) and punctuation.
+/// byte), the longest reason label (25), a u64 (20) and punctuation. Six gauges and the
+/// states, plus one line to spare for a gauge added later; the unit test
+/// `the_largest_exposition_fits_the_buffer_allocated_at_start` checks the sum.
 const VM_SERIES: usize = 7 + STATES.len();
 const MAX_VM_BYTES: usize = VM_SERIES * (48 + 2 * VmName::CAPACITY + 25 + 20 + 16);
 /// The header lines (HELP and TYPE of every family) and the host-wide series.
