@@ -68,7 +68,7 @@ const MAX_REQUEST_BYTES: usize = 8 * 1024;
 const CLIENT_DEADLINE: Duration = Duration::from_secs(5);
 /// Clients answered at once, each on a thread of its own, so that a slow one does not hold up
 /// a scrape; a client beyond these is told 503 at once.
-const MAX_CLIENTS: usize = 4;
+const MAX_CLIENTS: usize = 8;
 
 /// Where the metrics go, from the command line.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
