@@ -4,15 +4,17 @@
 //! daemon usually runs under systemd, where a multi-line usage block in the journal hides the
 //! one line that matters.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use std::sync::OnceLock;
 
-use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{BackendChoice, Config, ConfigError};
 use crate::coordinator::LoopOptions;
+use crate::metrics::MetricsOptions;
 use crate::policy::{FreeFigure, PolicyConfig};
 use crate::qmp::QmpOptions;
 use crate::units::mib_to_kib;
@@ -32,7 +34,11 @@ Examples:
     memory_coordinator 2 --domains 'web-*' --config /etc/memory-coordinator/vms.json
 
   bare QEMU through QMP sockets: every second, all but the scratch VMs:
-    memory_coordinator 1 --qmp '/run/qemu/*.sock' --exclude 'scratch-*'"
+    memory_coordinator 1 --qmp '/run/qemu/*.sock' --exclude 'scratch-*'
+
+  Prometheus metrics for node_exporter's textfile collector, and an SVG of a recorded run:
+    memory_coordinator 2 --metrics-file /var/lib/node_exporter/memory_coordinator.prom
+    memory_coordinator 2 --json > run.jsonl; memory_coordinator plot run.jsonl > run.svg"
     };
 }
 
@@ -51,6 +57,16 @@ Configuration file:
   its share when memory is short, exclude leaves it alone. --domains, --exclude and the file
   can each only exclude.
 
+Metrics:
+  --metrics-file PATH writes Prometheus metrics (text format 0.0.4) each round, to PATH.tmp
+  then renamed over PATH, for node_exporter's textfile collector; --metrics-listen ADDR
+  serves them at http://ADDR/metrics. Sizes in bytes; the metrics are listed in the README.
+
+Plot:
+  memory_coordinator plot FILE [--threshold MIB] > run.svg draws the --json lines in FILE
+  (- for stdin): per VM, balloon size and free memory over time. Lines that are not rounds
+  are skipped and counted on stderr.
+
 Signals:
   SIGHUP reads the --config file again; a VM keeps its history. A file with an error is
   logged once and the configuration loaded before stays. SIGINT or SIGTERM stop after the
@@ -58,7 +74,9 @@ Signals:
 
 Exit status:
   0 stopped by a signal, --ticks, or --exit-when-idle; 1 could not start (libvirt
-  unreachable, host memory unreadable, another daemon running); 2 bad arguments or configuration file.
+  unreachable, host memory unreadable, another daemon running, --metrics-file directory
+  not writable, --metrics-listen address in use); 2 bad arguments or configuration file.
+  memory_coordinator plot: 1 if the file cannot be read or holds no --json round.
 
 Files:
   /proc/meminfo                      host memory (MemAvailable, MemTotal)
@@ -77,13 +95,21 @@ Files:
     version,
     about,
     max_term_width = 100,
+    // `memory_coordinator plot FILE` needs no INTERVAL, and takes none of the daemon's options.
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true,
+    // `plot --help` says it all; a `help` subcommand would be one more word in the synopsis.
+    disable_help_subcommand = true,
     after_help = examples!(),
     after_long_help = MORE_HELP
 )]
 pub struct Cli {
     /// Seconds between two balancing rounds (also the guests' stats period).
-    #[arg(value_name = "INTERVAL", value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub interval: u64,
+    #[arg(value_name = "INTERVAL", required = true, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub interval: Option<u64>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
 
     /// A VM with less free memory than this is starving (MiB).
     #[arg(long, value_name = "MIB", default_value_t = D.vm_min_unused_kib / 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
@@ -185,6 +211,21 @@ pub struct Cli {
     #[arg(long)]
     pub json: bool,
 
+    /// Write Prometheus metrics (text format 0.0.4) to this file each round, for
+    /// node_exporter's textfile collector (name it *.prom). Written to PATH.tmp, then renamed.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+
+    /// Serve Prometheus metrics over HTTP at http://ADDR/metrics (e.g. 127.0.0.1:9848). Only
+    /// loopback addresses unless --metrics-allow-remote.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Let --metrics-listen bind a non-loopback address. The endpoint has no authentication
+    /// nor TLS and shows VM names and sizes: firewall it.
+    #[arg(long, requires = "metrics_listen")]
+    pub metrics_allow_remote: bool,
+
     /// Stop after this many rounds.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub ticks: Option<u64>,
@@ -217,11 +258,54 @@ pub fn command() -> clap::Command {
     Cli::command().version(version.as_str())
 }
 
+/// What the binary does besides serving VMs.
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Draw the --json output of a run as an SVG on stdout: per VM, balloon size and free
+    /// memory over time, the starvation threshold, failed actions.
+    Plot(PlotArgs),
+}
+
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct PlotArgs {
+    /// A file of --json lines (the daemon's stdout), or - for stdin.
+    #[arg(value_name = "FILE")]
+    pub input: PathBuf,
+
+    /// The starvation threshold line to draw (MiB; the daemon's --vm-min-unused).
+    #[arg(long, value_name = "MIB", default_value_t = D.vm_min_unused_kib / 1024)]
+    pub threshold: u64,
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invocation {
+    /// Serve VMs.
+    Run(Config),
+    /// `memory_coordinator plot FILE`.
+    Plot(PlotArgs),
+}
+
 impl Cli {
     /// Turns the parsed options into a validated configuration.
     pub fn into_config(self) -> Result<Config, ConfigError> {
+        // clap requires INTERVAL unless a subcommand is given, and a subcommand takes no
+        // daemon options: this is only reached without one.
+        let Some(interval) = self.interval else {
+            return Err(ConfigError::Invalid("the INTERVAL argument is required"));
+        };
+        if let Some(addr) = self.metrics_listen
+            && !addr.ip().is_loopback()
+            && !self.metrics_allow_remote
+        {
+            return Err(ConfigError::Invalid(
+                "--metrics-listen: not a loopback address; the endpoint has no authentication and shows VM \
+                 names and sizes, so add --metrics-allow-remote to serve other hosts (and firewall the port)",
+            ));
+        }
+        let metrics = MetricsOptions { file: self.metrics_file, listen: self.metrics_listen };
         let policy = PolicyConfig {
-            interval_s: self.interval,
+            interval_s: interval,
             vm_min_unused_kib: mib_to_kib(self.vm_min_unused),
             host_min_free_kib: mib_to_kib(self.host_min_free),
             shrink_band_kib: mib_to_kib(self.shrink_band),
@@ -248,7 +332,7 @@ impl Cli {
                 patterns: self.qmp,
                 balloon_path: self.qmp_balloon_path,
                 timeout: Duration::from_millis(self.qmp_timeout),
-                stats_period_s: self.interval,
+                stats_period_s: interval,
                 rescan_ticks: self.qmp_rescan,
             })
         };
@@ -256,13 +340,15 @@ impl Cli {
         let mut config = Config::new(policy, backend, options, self.meminfo, verbosity, vms)?;
         // A dry run changes no balloon: it may run beside the daemon that does.
         config.lock_file = (!self.dry_run).then_some(self.lock_file);
+        config.metrics = metrics;
         Ok(config)
     }
 }
 
-/// Parses the process's arguments into a validated [`Config`], or exits: `--help` and
-/// `--version` print and exit 0; any other problem is one line on stderr and exit status 2.
-pub fn parse_or_exit() -> Config {
+/// Parses the process's arguments into a validated [`Config`] or a subcommand, or exits:
+/// `--help` and `--version` print and exit 0; any other problem is one line on stderr and
+/// exit status 2.
+pub fn parse_or_exit() -> Invocation {
     match parse_args(std::env::args_os()) {
         Ok(config) => config,
         Err(Exit::Print(e)) => e.exit(),
@@ -283,7 +369,7 @@ pub enum Exit {
 }
 
 /// [`parse_or_exit`] without the exit, for tests.
-pub fn parse_args<I, T>(args: I) -> Result<Config, Exit>
+pub fn parse_args<I, T>(args: I) -> Result<Invocation, Exit>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
@@ -294,7 +380,10 @@ where
         Err(e) if !e.use_stderr() => return Err(Exit::Print(e)),
         Err(e) => return Err(Exit::Usage(format!("{} (see --help)", one_line(&e.render().to_string())))),
     };
-    cli.into_config().map_err(|e| Exit::Usage(format!("error: {e}")))
+    match cli.command {
+        Some(Command::Plot(args)) => Ok(Invocation::Plot(args)),
+        None => cli.into_config().map(Invocation::Run).map_err(|e| Exit::Usage(format!("error: {e}"))),
+    }
 }
 
 /// clap's error text without its usage block, on one line.
@@ -400,6 +489,8 @@ mod tests {
         assert!(help.contains("memory_coordinator 1 --qmp '/run/qemu/*.sock'"), "{help}");
         let long = Cli::command().render_long_help().to_string();
         assert!(long.contains("SIGHUP reads the --config file again"), "{long}");
+        assert!(long.contains("--metrics-file <PATH>") && long.contains("--metrics-listen <ADDR>"), "{long}");
+        assert!(long.contains("plot  Draw the --json output of a run as an SVG"), "{long}");
     }
 
     #[test]
@@ -414,6 +505,38 @@ mod tests {
                 format!("memory_coordinator {} (libvirt {libvirt})\n", env!("CARGO_PKG_VERSION"))
             );
         }
+    }
+
+    #[test]
+    fn plot_is_a_subcommand_that_needs_no_interval_and_takes_no_daemon_option() {
+        let run = |args: &[&str]| parse_args(std::iter::once("memory_coordinator").chain(args.iter().copied()));
+        match run(&["plot", "run.jsonl"]) {
+            Ok(Invocation::Plot(p)) => assert_eq!((p.input, p.threshold), (PathBuf::from("run.jsonl"), 100)),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(run(&["plot", "-", "--threshold", "200"]), Ok(Invocation::Plot(p)) if p.threshold == 200));
+        assert!(matches!(run(&["2"]), Ok(Invocation::Run(c)) if c.policy.interval_s == 2));
+        for args in [&["1", "plot", "x"][..], &["plot", "x", "--json"], &["plot"]] {
+            assert!(matches!(run(args), Err(Exit::Usage(_))), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn metrics_options_reach_the_config_and_remote_addresses_must_be_allowed() {
+        let config = parse(&["1", "--metrics-file", "/tmp/m.prom", "--metrics-listen", "[::1]:9848"]).unwrap();
+        let metrics = config.into_config().unwrap().metrics;
+        assert_eq!(metrics.file, Some(PathBuf::from("/tmp/m.prom")));
+        assert_eq!(metrics.listen, Some("[::1]:9848".parse().unwrap()));
+        let remote = usage_line(&["1", "--metrics-listen", "192.0.2.1:9848"]);
+        assert!(remote.contains("not a loopback address") && remote.contains("--metrics-allow-remote"), "{remote}");
+        assert!(
+            parse(&["1", "--metrics-listen", "192.0.2.1:9848", "--metrics-allow-remote"])
+                .unwrap()
+                .into_config()
+                .is_ok()
+        );
+        assert!(usage_line(&["1", "--metrics-allow-remote"]).contains("--metrics-listen"));
+        assert!(usage_line(&["1", "--metrics-listen", "localhost:80"]).contains("invalid value 'localhost:80'"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use crate::coordinator::LoopOptions;
+use crate::metrics::MetricsOptions;
 use crate::policy::{PolicyConfig, PolicyError};
 use crate::qmp::QmpOptions;
 use crate::vmconfig::{VmConfigError, VmRules};
@@ -31,6 +32,8 @@ pub struct Config {
     pub vms: VmRules,
     /// The one-daemon-per-host lock to take before serving; `None` for a dry run.
     pub lock_file: Option<PathBuf>,
+    /// `--metrics-file`, `--metrics-listen`.
+    pub metrics: MetricsOptions,
 }
 
 impl Config {
@@ -58,7 +61,7 @@ impl Config {
             }
             BackendChoice::Qmp(_) => {}
         }
-        Ok(Config { policy, backend, options, meminfo, verbosity, vms, lock_file: None })
+        Ok(Config { policy, backend, options, meminfo, verbosity, vms, lock_file: None, metrics: MetricsOptions::default() })
     }
 
     /// The `log` level filter `-v`/`-q` ask for.

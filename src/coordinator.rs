@@ -1,7 +1,8 @@
 //! The daemon loop. One round flows one way: the host's figures and a backend's `refresh` fill
 //! the snapshot, [`decide`] turns it into targets, the backend applies them (shrinks first, so
 //! memory is released before it is given), then one log line per action and, with `--json`, one
-//! JSON line per round on stdout.
+//! JSON line per round on stdout; with `--metrics-file`/`--metrics-listen` the round's
+//! Prometheus exposition ([`crate::metrics`]), also for rounds the backend or host was down.
 //!
 //! Between `refresh` and `decide` the operator's rules ([`VmRules`]: `--domains`, `--exclude`,
 //! `--config`) are applied: an excluded VM's figures are withheld from the policy and its
@@ -20,6 +21,7 @@ use serde::Serialize;
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 
 use crate::host::HostMemory;
+use crate::metrics::{Metrics, RoundView};
 use crate::policy::{
     self, Action, Decision, Decisions, History, Hold, MAX_DOMAINS, PolicyConfig, Snapshot, VmLimits, VmStats, decide,
 };
@@ -166,6 +168,8 @@ pub struct Coordinator<B: Backend> {
     /// VMs whose last action failed: a failure that repeats is logged once.
     failing: [bool; MAX_DOMAINS],
     backend_down: bool,
+    /// Times the backend became unavailable (for the metrics).
+    backend_outages: u64,
     host_down: bool,
     /// The host's headroom was at or under its reserve last round (logged on change only).
     host_deficit: bool,
@@ -173,6 +177,8 @@ pub struct Coordinator<B: Backend> {
     started: Instant,
     json: Vec<u8>,
     json_out: Option<Box<dyn Write>>,
+    /// `--metrics-file`, `--metrics-listen`: published at the end of every round.
+    metrics: Option<Metrics>,
 }
 
 impl<B: Backend> Coordinator<B> {
@@ -194,13 +200,21 @@ impl<B: Backend> Coordinator<B> {
             unserved: [Unserved::NEW; MAX_DOMAINS],
             failing: [false; MAX_DOMAINS],
             backend_down: false,
+            backend_outages: 0,
             host_down: false,
             host_deficit: false,
             summary: Summary::default(),
             started: Instant::now(),
             json: Vec::with_capacity(64 * 1024),
             json_out: options.json.then(|| Box::new(std::io::stdout()) as Box<dyn Write>),
+            metrics: None,
         }
+    }
+
+    /// Publishes Prometheus metrics at the end of every round.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Sends the JSON lines (`--json`) to `out` instead of stdout.
@@ -381,6 +395,7 @@ impl<B: Backend> Coordinator<B> {
                 if !std::mem::replace(&mut self.host_down, true) {
                     log::error!("{e}; no VM is served until host memory can be read");
                 }
+                self.publish_metrics(false, false);
                 return Round::Skipped;
             }
         }
@@ -388,7 +403,9 @@ impl<B: Backend> Coordinator<B> {
             if !self.backend_down {
                 log::warn!("{e}; VMs are not served until it is back");
                 self.backend_down = true;
+                self.backend_outages += 1;
             }
+            self.publish_metrics(true, false);
             return Round::Skipped;
         }
         if self.backend_down {
@@ -651,6 +668,24 @@ impl<B: Backend> Coordinator<B> {
         }
         if self.json_out.is_some() {
             self.write_json();
+        }
+        self.publish_metrics(true, true);
+    }
+
+    /// Hands this round to the metrics outlets, if any. A round that could not read the host
+    /// or the VMs still counts, without the figures it has not got.
+    fn publish_metrics(&mut self, host_read: bool, vms_read: bool) {
+        if let Some(metrics) = &mut self.metrics {
+            metrics.publish(&RoundView {
+                summary: &self.summary,
+                backend_outages: self.backend_outages,
+                backend_up: !self.backend_down,
+                host_read,
+                vms_read,
+                snapshot: &self.snapshot,
+                decisions: &self.decisions,
+                roster: &self.roster,
+            });
         }
     }
 

@@ -14,6 +14,8 @@ pub mod coordinator;
 pub mod host;
 pub mod instance;
 pub mod libvirt;
+pub mod metrics;
+pub mod plot;
 pub mod policy;
 pub mod qmp;
 pub mod shutdown;

@@ -12,6 +12,8 @@ pub struct FixedText<const N: usize> {
 
 impl<const N: usize> FixedText<N> {
     pub const EMPTY: Self = FixedText { buf: [0; N], len: 0 };
+    /// The most bytes the text holds.
+    pub const CAPACITY: usize = N;
 
     /// `s`, cut to the longest prefix of at most `N` bytes that ends on a char boundary.
     pub fn new(s: &str) -> Self {

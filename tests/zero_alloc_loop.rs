@@ -1,6 +1,8 @@
 //! The daemon loop's steady state allocates nothing on the Rust heap: 100 real rounds over
-//! the libvirt backend after warm-up, with JSON output on and logging at Info level through
-//! env_logger as the binary sets it up (every action formats a log line). libvirt's own C
+//! the libvirt backend after warm-up, with JSON output on, logging at Info level through
+//! env_logger as the binary sets it up (every action formats a log line), and Prometheus
+//! metrics written to a file and served over HTTP to a client scraping all along (the server's
+//! threads may allocate; the loop's thread is the one counted). libvirt's own C
 //! allocations are not on the Rust heap and are not counted.
 //!
 //! - the per-domain reading: libvirt's test driver, in process, 4 domains;
@@ -10,7 +12,8 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,6 +25,7 @@ use common::test_driver::{COURSE_NODE, TestDomain, node_uri};
 use memory_coordinator::coordinator::{Backend, Coordinator, LoopOptions, Round};
 use memory_coordinator::host::HostMemory;
 use memory_coordinator::libvirt::{LibvirtBackend, Reading};
+use memory_coordinator::metrics::{Metrics, MetricsOptions};
 use memory_coordinator::policy::PolicyConfig;
 
 #[global_allocator]
@@ -80,6 +84,26 @@ fn hundred_rounds<B: Backend>(c: &mut Coordinator<B>, served: usize) -> ((u64, u
     ((allocations, allocated), c.summary().shrinks - shrinks_before, logged)
 }
 
+/// Scrapes `addr` until `stop`; returns how many scrapes got a whole exposition.
+fn scrape_until(addr: SocketAddr, stop: Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut whole = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let mut answer = String::new();
+            let scraped = TcpStream::connect(addr).and_then(|mut s| {
+                s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")?;
+                s.read_to_string(&mut answer)
+            });
+            if scraped.is_ok() && answer.starts_with("HTTP/1.0 200") && answer.contains("memory_coordinator_vm_state{")
+            {
+                whole += 1;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        whole
+    })
+}
+
 #[test]
 fn a_hundred_rounds_over_libvirt_allocate_nothing_after_warm_up() {
     logged_bytes();
@@ -93,10 +117,25 @@ fn a_hundred_rounds_over_libvirt_allocate_nothing_after_warm_up() {
     let host = HostMemory::open(Path::new("/proc/meminfo")).unwrap();
     let json = Arc::new(AtomicUsize::new(0));
     let options = LoopOptions { json: true, ..LoopOptions::default() };
+    let prom = dir.path().join("mc.prom");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let metrics = Metrics::start(&MetricsOptions { file: Some(prom.clone()), listen: None })
+        .unwrap()
+        .with_listener(listener)
+        .unwrap();
     let mut c = Coordinator::new(PolicyConfig::DEFAULT, options, backend, host)
-        .with_json_output(Box::new(CountingSink(Arc::clone(&json))));
+        .with_json_output(Box::new(CountingSink(Arc::clone(&json))))
+        .with_metrics(metrics);
 
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scraper = scrape_until(addr, Arc::clone(&stop));
     let (allocations, acted, logged) = hundred_rounds(&mut c, 4);
+    stop.store(true, Ordering::Relaxed);
+    let scrapes = scraper.join().unwrap();
+    assert!(scrapes >= 3, "the metrics were scraped while the rounds ran: {scrapes} times");
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert!(text.contains("memory_coordinator_ticks_total 110\n"), "the file holds the last round: {text}");
     assert_eq!(c.backend().reading(), Reading::StatePerDomain);
     assert!(acted >= 150, "the rounds must do real work: {acted} shrinks");
     assert!(
