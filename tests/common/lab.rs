@@ -228,6 +228,15 @@ pub fn booted_libvirt_guest(test: &str, name: &str, max_mib: u64, current_mib: u
     assert_no_foreign_guests(&[]);
     let guest = LibvirtGuest::start(&image, name, max_mib, current_mib);
     guest.wait_console("lab-guest: ready", Duration::from_secs(60));
+    // libvirt balloons the guest from <memory> down to <currentMemory> once its balloon driver
+    // loads, which can be after "ready" on a loaded machine: a test must start from the size
+    // it asked for, not from a balloon still on its way there.
+    let target_kib = current_mib * 1024;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !guest.memstat("actual").is_some_and(|kib| kib.abs_diff(target_kib) <= 4096) {
+        assert!(Instant::now() < deadline, "{name}: the balloon never reached {current_mib} MiB: {:?}", guest.memstat("actual"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
     Some(guest)
 }
 
