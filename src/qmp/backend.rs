@@ -292,7 +292,11 @@ impl Peer {
         }
         // Opened once per connection (this allocates the path), read every round.
         self.status = client.peer_pid().and_then(|pid| File::open(format!("/proc/{pid}/status")).ok());
-        log::info!(
+        // Announced once: a QEMU that fails again after each reconnect is under a complaint
+        // already, and the complaint says when it is served again.
+        let level = if self.complaint.is_active() { log::Level::Debug } else { log::Level::Info };
+        log::log!(
+            level,
             "serving {} ({}), max {} MiB{}",
             self.name,
             self.path.as_path().display(),

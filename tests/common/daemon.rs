@@ -32,8 +32,14 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(args: &[&str]) -> Daemon {
-        let mut child = Command::new(BIN)
-            .args(args)
+        let mut command = Command::new(BIN);
+        command.args(args);
+        Daemon::start_command(command)
+    }
+
+    /// Starts `command` (the binary, maybe behind a wrapper such as `setpriv`).
+    pub fn start_command(mut command: Command) -> Daemon {
+        let mut child = command
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
