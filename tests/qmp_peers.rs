@@ -190,7 +190,7 @@ fn hung_peers_add_one_timeout_to_a_round_not_one_per_command_or_peer() {
     // Four QEMUs that stop answering after set-up, beside a healthy one, retried every round.
     let dir = tempfile::tempdir().unwrap();
     let _healthy = FakeQemu::start(dir.path(), "a-healthy.sock", Some("healthy"), Fault::None, 2048, 100);
-    let _hung: Vec<FakeQemu> = (0..4)
+    let hung: Vec<FakeQemu> = (0..4)
         .map(|i| FakeQemu::start(dir.path(), &format!("hung{i}.sock"), None, Fault::HangAfterSetUp, 2048, 100))
         .collect();
     let mut backend = QmpBackend::new(options(&format!("{}/*.sock", dir.path().display()), 5));
@@ -202,6 +202,10 @@ fn hung_peers_add_one_timeout_to_a_round_not_one_per_command_or_peer() {
         assert_eq!(vms.iter().flatten().count(), 1, "only the healthy VM has figures");
         // Two commands to each of four hung peers, one after another, would be 8 timeouts.
         assert!(took >= TIMEOUT && took < TIMEOUT * 2, "a round with 4 hung peers took {took:?}");
+    }
+    // Late once: asked again on the same connection; late again: on a new one.
+    for h in &hung {
+        assert!(h.guest.lock().unwrap().connections >= 2, "a peer late twice was not reconnected");
     }
 }
 

@@ -12,9 +12,9 @@
 //! socket is waited on at once (`poll`) until all replies are in or one shared deadline
 //! (`--qmp-timeout`) passes. Replies are matched by their `id`, which increases per connection:
 //! a late reply to an earlier round's command is dropped, never taken for this round's. A
-//! QEMU that misses the deadline is skipped this round and asked again after a backoff (its
-//! connection is kept while it stopped between lines, so its late replies can still be read
-//! and dropped; one that stopped mid-line is reconnected). So a hung QEMU adds at most one
+//! QEMU that misses the deadline is skipped this round and asked again after a backoff (the
+//! first time, if it stopped between lines, on the same connection, so that its late replies
+//! are read and dropped; if it stopped mid-line or misses again, on a new connection). So a hung QEMU adds at most one
 //! timeout to a round, whatever the number of sockets or commands. Set-up of new or lost
 //! connections shares one more deadline of the same length. Targets are applied with
 //! `balloon` (bytes), one VM at a time, each with its own deadline. One VM's trouble is logged
@@ -132,6 +132,8 @@ struct Peer {
     /// that process even if the pid is reused after it exits (reads then fail: no RSS).
     status: Option<File>,
     round: RoundState,
+    /// Rounds in a row this peer missed the deadline on the same connection.
+    missed: u32,
 }
 
 /// What one peer owes this round.
@@ -260,6 +262,7 @@ impl Peer {
             complaint: Complaint::NONE,
             status: None,
             round: RoundState::default(),
+            missed: 0,
         }
     }
 
@@ -270,6 +273,7 @@ impl Peer {
     /// Drops the connection after a failure; the next attempt waits for the backoff.
     fn disconnect(&mut self) {
         self.client = None;
+        self.missed = 0;
         self.status = None;
         self.round = RoundState::default();
         self.backoff.failed(Instant::now());
@@ -375,9 +379,13 @@ impl Peer {
         self.complain("cannot read its figures", &error);
         self.round = RoundState::default();
         let keep = match error {
-            // Late, but between lines: keep the connection and ask again after the backoff;
-            // its late replies will be read then and dropped by id.
-            QmpError::Timeout(_) => !self.client.as_ref().is_some_and(QmpClient::has_partial_line),
+            // Late once, between lines: keep the connection and ask again after the backoff;
+            // its late replies will be read then and dropped by id. Late again: a fresh
+            // connection (a QEMU that reads nothing would otherwise fill the socket buffer).
+            QmpError::Timeout(_) => {
+                self.missed += 1;
+                self.missed == 1 && !self.client.as_ref().is_some_and(QmpClient::has_partial_line)
+            }
             ref e => e.keeps_connection(),
         };
         if !keep {
@@ -625,6 +633,7 @@ impl Backend for QmpBackend {
             let Some(peer) = peer else { continue };
             if let Some(stats) = peer.figures(&mut status_buf[..]) {
                 vms[slot] = Some(stats);
+                peer.missed = 0;
                 peer.backoff.succeeded();
                 peer.complaint.resolved(&peer.name);
             }
