@@ -56,7 +56,7 @@ pub struct QmpOptions {
     pub patterns: Vec<String>,
     /// QOM path of the balloon device, when discovery should be skipped.
     pub balloon_path: Option<String>,
-    /// Deadline for each command.
+    /// Deadline of a round (all sockets at once), of set-up, and of each `balloon` command.
     pub timeout: Duration,
     /// `guest-stats-polling-interval`, seconds.
     pub stats_period_s: u64,

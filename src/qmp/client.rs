@@ -118,7 +118,8 @@ pub struct QmpClient {
 }
 
 impl QmpClient {
-    /// Connects, reads the greeting and enters command mode, within `timeout` per step.
+    /// Connects, reads the greeting and enters command mode, within `timeout` per step (two
+    /// steps: the greeting, `qmp_capabilities`).
     pub fn connect(path: &Path, timeout: Duration) -> Result<QmpClient, QmpError> {
         QmpClient::connect_until(path, timeout, Instant::now() + timeout * 2)
     }
