@@ -210,6 +210,31 @@ fn hung_peers_add_one_timeout_to_a_round_not_one_per_command_or_peer() {
 }
 
 #[test]
+fn a_qemu_that_accepts_no_connection_never_blocks_a_round() {
+    // Its listen queue holds our first attempt; a blocking connect would then wait forever.
+    let dir = tempfile::tempdir().unwrap();
+    let _healthy = FakeQemu::start(dir.path(), "a-healthy.sock", Some("healthy"), Fault::None, 2048, 100);
+    let _stuck = FakeQemu::start(dir.path(), "stuck.sock", None, Fault::NeverAccepts, 2048, 100);
+    let mut backend = QmpBackend::new(options(&format!("{}/*.sock", dir.path().display()), 5));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for _ in 0..4 {
+            backend.retry_failed_peers_now();
+            let (took, vms, _) = refresh(&mut backend);
+            if tx.send((took, vms.iter().flatten().count())).is_err() {
+                return;
+            }
+        }
+    });
+    for round in 0..4 {
+        let (took, served) =
+            rx.recv_timeout(Duration::from_secs(5)).unwrap_or_else(|_| panic!("round {round} blocked"));
+        assert_eq!(served, 1, "round {round}: the healthy VM is served");
+        assert!(took < TIMEOUT * 2, "round {round} took {took:?}");
+    }
+}
+
+#[test]
 fn each_peer_reports_its_qemu_rss_from_the_socket_peer() {
     // The fake QEMUs run in this process: their pid is ours, and so is the RSS read.
     let dir = tempfile::tempdir().unwrap();

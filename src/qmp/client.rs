@@ -10,13 +10,14 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::socket::{getsockopt, sockopt};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, getsockopt, socket, sockopt};
 use serde::Serialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 
@@ -31,6 +32,9 @@ const MAX_COMMAND_BYTES: usize = 4096;
 pub enum QmpError {
     /// connect(2) failed (no QEMU behind the socket, or no permission).
     Connect(io::Error),
+    /// The socket's queue of connections not yet accepted is full: QEMU does not accept (its
+    /// monitor serves another client, or QEMU is hung).
+    NotAccepting,
     /// A read or write failed.
     Io(io::ErrorKind),
     /// No complete reply before the deadline.
@@ -61,6 +65,9 @@ impl fmt::Display for QmpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             QmpError::Connect(e) => write!(f, "cannot connect: {e}"),
+            QmpError::NotAccepting => f.write_str(
+                "QEMU accepts no connection on this socket (another client holds its monitor, or QEMU is hung)",
+            ),
             QmpError::Io(kind) => write!(f, "socket error: {kind}"),
             QmpError::Timeout(cmd) => write!(f, "no reply to {cmd} in time (QEMU hung?)"),
             QmpError::Closed => f.write_str("QEMU closed the connection"),
@@ -127,8 +134,7 @@ impl QmpClient {
     /// Connects, reads the greeting and enters command mode, all before `deadline`; later
     /// `execute` calls get `timeout` each.
     pub fn connect_until(path: &Path, timeout: Duration, deadline: Instant) -> Result<QmpClient, QmpError> {
-        let stream = UnixStream::connect(path).map_err(QmpError::Connect)?;
-        stream.set_nonblocking(true).map_err(|e| QmpError::Io(e.kind()))?;
+        let stream = connect_nonblocking(path)?;
         // The QEMU process, for its RSS; a peer in another PID namespace reads as pid 0.
         let peer_pid = getsockopt(&stream, sockopt::PeerCredentials).ok().map(|c| c.pid()).filter(|p| *p > 0);
         let mut client = QmpClient {
@@ -292,6 +298,21 @@ impl QmpClient {
                 Err(e) => return Err(QmpError::Io(e.kind())),
             }
         }
+    }
+}
+
+/// A non-blocking connect: a blocking one waits, without end, while the listener's queue of
+/// connections not yet accepted is full, which is the case when a QEMU does not accept (its
+/// monitor serves another client, or it is hung, and an earlier attempt of ours is still
+/// queued). On a unix socket a non-blocking connect completes at once or fails with EAGAIN.
+fn connect_nonblocking(path: &Path) -> Result<UnixStream, QmpError> {
+    let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None)
+        .map_err(|e| QmpError::Connect(e.into()))?;
+    let address = UnixAddr::new(path).map_err(|e| QmpError::Connect(e.into()))?;
+    match connect(fd.as_raw_fd(), &address) {
+        Ok(()) => Ok(UnixStream::from(fd)),
+        Err(Errno::EAGAIN) => Err(QmpError::NotAccepting),
+        Err(e) => Err(QmpError::Connect(e.into())),
     }
 }
 

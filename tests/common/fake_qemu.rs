@@ -46,6 +46,10 @@ pub enum Fault {
     StatsStopUpdating,
     /// Answers set-up, then never answers `query-balloon` or `qom-get` (reads and drops them).
     HangAfterSetUp,
+    /// Listens with room for one pending connection and never accepts, as a QEMU whose only
+    /// monitor connection is held by another client, or whose main loop is stuck: the first
+    /// connect queues, and a blocking connect after it would wait forever.
+    NeverAccepts,
 }
 
 /// How late `Fault::LateReply` answers.
@@ -97,6 +101,9 @@ impl FakeQemu {
     /// Listens on `dir/<name>.sock`. `name` is what `query-name` answers (None: `{}`).
     pub fn start(dir: &Path, file: &str, name: Option<&str>, fault: Fault, actual_mib: u64, used_mib: u64) -> FakeQemu {
         let path = dir.join(file);
+        if fault == Fault::NeverAccepts {
+            return FakeQemu::never_accepting(path);
+        }
         let listener = UnixListener::bind(&path).unwrap();
         listener.set_nonblocking(true).unwrap();
         let guest = Arc::new(Mutex::new(GuestModel {
@@ -130,6 +137,38 @@ impl FakeQemu {
             }
         });
         FakeQemu { path, guest, stop, connections }
+    }
+
+    fn never_accepting(path: PathBuf) -> FakeQemu {
+        use nix::sys::socket::{AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, listen, socket};
+        use std::os::fd::AsRawFd;
+        let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+        bind(fd.as_raw_fd(), &UnixAddr::new(&path).unwrap()).unwrap();
+        // A backlog of 0: Linux queues one connection, then refuses (or blocks) the next.
+        listen(&fd, Backlog::new(0).unwrap()).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            drop(fd);
+        });
+        let guest = GuestModel {
+            actual: 0,
+            max: 0,
+            used: 0,
+            reserved: 0,
+            polling_interval: 0,
+            balloon_calls: Vec::new(),
+            commands: Vec::new(),
+            connections: 0,
+            fault_fired: false,
+            churn: false,
+            samples: 0,
+            frozen_at: 0,
+        };
+        FakeQemu { path, guest: Arc::new(Mutex::new(guest)), stop, connections: Arc::new(Mutex::new(Vec::new())) }
     }
 
     /// As a QEMU killed with SIGKILL: it stops listening and every connection is cut; its
