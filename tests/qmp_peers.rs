@@ -324,7 +324,8 @@ fn every_fault_is_logged_once_while_the_healthy_vm_is_served_by_an_unprivileged_
     d.wait_for("serving healthy", Duration::from_secs(10));
     std::thread::sleep(Duration::from_secs(3));
     peers[6].kill(false);
-    std::thread::sleep(Duration::from_secs(6));
+    // Long enough for the frozen stats to be called stale (4 rounds) and reported (3 more).
+    std::thread::sleep(Duration::from_secs(8));
     d.signal(libc::SIGINT);
     assert_eq!(d.wait_exit(Duration::from_secs(5)).0, Some(0), "{}", d.stderr.join("\n"));
     let stderr = d.stderr.clone();
@@ -336,11 +337,16 @@ fn every_fault_is_logged_once_while_the_healthy_vm_is_served_by_an_unprivileged_
         let late = vm(r, "late").and_then(|v| v["actual_kib"].as_u64());
         assert_ne!(late, Some(LATE_ACTUAL_BYTES / 1024), "round {i} took the late reply");
     }
-    assert!(all.contains("cannot connect: Permission denied"), "{all}");
+    let mut faulty = vec![("silent", 1), ("late", 1), ("malformed", 1), ("frozen", 1), ("hung", 1), ("victim", 2)];
+    if root {
+        assert!(all.contains("noperm: cannot open its QMP socket: cannot connect: Permission denied"), "{all}");
+        faulty.push(("noperm", 1));
+    } else {
+        // The sockets are this user's own: file modes do not keep their owner out.
+        eprintln!("not root: the socket the daemon may not open needs a second user; not checked");
+    }
     // One warning each; the killed one two (connection lost, then refused).
-    for (name, most) in
-        [("silent", 1), ("late", 1), ("malformed", 1), ("frozen", 1), ("hung", 1), ("noperm", 1), ("victim", 2)]
-    {
+    for (name, most) in faulty {
         let n = warnings_about(&stderr, name);
         assert!((1..=most).contains(&n), "{name}: {n} warnings over {} rounds:\n{all}", rounds.len());
     }
