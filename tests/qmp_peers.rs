@@ -235,6 +235,21 @@ fn a_qemu_that_accepts_no_connection_never_blocks_a_round() {
 }
 
 #[test]
+fn a_qemu_whose_set_up_was_cut_short_by_others_is_set_up_next_round_unblamed() {
+    // Two QEMUs that each take 120 ms to greet, with 200 ms of set-up time per round: the
+    // second runs out of it; it is not backed off (1 s) but set up in the very next round.
+    let dir = tempfile::tempdir().unwrap();
+    let _slow: Vec<FakeQemu> = (0..2)
+        .map(|i| FakeQemu::start(dir.path(), &format!("slow{i}.sock"), None, Fault::SlowGreeting, 2048, 100))
+        .collect();
+    let mut backend = QmpBackend::new(options(&format!("{}/*.sock", dir.path().display()), 5));
+    let (_, vms, _) = refresh(&mut backend);
+    assert_eq!(vms.iter().flatten().count(), 1, "one set up in the first round");
+    let (_, vms, _) = refresh(&mut backend);
+    assert_eq!(vms.iter().flatten().count(), 2, "the other set up in the second, without backoff");
+}
+
+#[test]
 fn each_peer_reports_its_qemu_rss_from_the_socket_peer() {
     // The fake QEMUs run in this process: their pid is ours, and so is the RSS read.
     let dir = tempfile::tempdir().unwrap();

@@ -281,19 +281,28 @@ impl Peer {
 
     /// Connects and learns what the VM is, before `deadline`; `true` when connected.
     fn connect(&mut self, options: &QmpOptions, deadline: Instant) -> bool {
-        let mut client = match QmpClient::connect_until(self.path.as_path(), options.timeout, deadline) {
+        // Set-up that began after others had used a good part (a quarter or more) of the
+        // round's set-up time, and ran out of it, says little about this QEMU: it is tried again
+        // next round, unblamed. One that had (nearly) all of it is blamed and backed off.
+        let cut_short = deadline.saturating_duration_since(Instant::now()) < options.timeout * 3 / 4;
+        let result = QmpClient::connect_until(self.path.as_path(), options.timeout, deadline)
+            .map_err(|e| ("cannot open its QMP socket", e))
+            .and_then(|mut client| match self.learn(&mut client, options, deadline) {
+                Ok(()) => Ok(client),
+                Err(e) => Err(("QMP set-up failed", e)),
+            });
+        let client = match result {
             Ok(client) => client,
-            Err(e) => {
-                self.complain("cannot open its QMP socket", &e);
+            Err((_, e @ QmpError::Timeout(_))) if cut_short => {
+                log::debug!("{}: set-up not finished this round ({e}); trying again next round", self.name);
+                return false;
+            }
+            Err((what, e)) => {
+                self.complain(what, &e);
                 self.disconnect();
                 return false;
             }
         };
-        if let Err(e) = self.learn(&mut client, options, deadline) {
-            self.complain("QMP set-up failed", &e);
-            self.disconnect();
-            return false;
-        }
         // Opened once per connection (this allocates the path), read every round.
         self.status = client.peer_pid().and_then(|pid| File::open(format!("/proc/{pid}/status")).ok());
         // Announced once: a QEMU that fails again after each reconnect is under a complaint

@@ -50,7 +50,12 @@ pub enum Fault {
     /// monitor connection is held by another client, or whose main loop is stuck: the first
     /// connect queues, and a blocking connect after it would wait forever.
     NeverAccepts,
+    /// Greets `SLOW_GREETING` after each connection (a QEMU busy at start-up), then serves.
+    SlowGreeting,
 }
+
+/// How long `Fault::SlowGreeting` takes to greet.
+pub const SLOW_GREETING: Duration = Duration::from_millis(120);
 
 /// How late `Fault::LateReply` answers.
 pub const LATE: Duration = Duration::from_millis(600);
@@ -217,6 +222,9 @@ fn serve(stream: UnixStream, guest: &Mutex<GuestModel>, stop: &AtomicBool, name:
             std::thread::sleep(Duration::from_millis(20));
         }
         return;
+    }
+    if fault == Fault::SlowGreeting {
+        std::thread::sleep(SLOW_GREETING);
     }
     let mut w = stream.try_clone().unwrap();
     let greeting = json!({"QMP": {"version": {"qemu": {"micro": 22, "minor": 2, "major": 7},
