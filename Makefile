@@ -57,6 +57,7 @@ fuzz:
 bench:
 	$(CARGO) bench --locked --bench decide
 	$(CARGO) bench --locked --bench libvirtd_tick
+	$(CARGO) bench --locked --bench qmp_tick
 
 # The policy's scores on simulated hosts, one row per scenario (tests/common/sim.rs).
 bench-policy:

@@ -167,7 +167,8 @@ pub struct Cli {
     #[arg(long, value_name = "QOM_PATH", requires = "qmp")]
     pub qmp_balloon_path: Option<String>,
 
-    /// Deadline for each QMP command (milliseconds); a QEMU slower than this is skipped.
+    /// Deadline of a QMP round, all sockets at once (milliseconds); also of setting up new
+    /// sockets and of each balloon command. A QEMU slower than this is skipped that round.
     #[arg(long, value_name = "MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..=60_000))]
     pub qmp_timeout: u64,
 

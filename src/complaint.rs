@@ -23,6 +23,11 @@ impl<K: Copy + PartialEq> Complaint<K> {
         }
     }
 
+    /// Whether a problem is being reported (the VM has not been served since).
+    pub fn is_active(&self) -> bool {
+        self.0.is_some()
+    }
+
     /// The VM was served without trouble: say so once if a problem had been logged.
     pub fn resolved(&mut self, name: &VmName) {
         if self.0.take().is_some() {

@@ -323,7 +323,7 @@ fn a_socket_without_permission_is_one_clear_line_and_exit_1() {
     let out = std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", daemon::BIN, "1", "--connect", &uri])
         .env_remove("RUST_LOG")
-        .env("MEMORY_COORDINATOR_LOCK_FILE", common::daemon::nobody_lock_file())
+        .env("MEMORY_COORDINATOR_LOCK_FILE", common::daemon::fresh_lock_file())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -216,7 +216,7 @@ fn a_user_without_permission_on_the_system_daemon_gets_one_clear_line_and_exit_1
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", common::daemon::BIN, "1"])
         .args(["--connect", "qemu:///system"])
         .env_remove("RUST_LOG")
-        .env("MEMORY_COORDINATOR_LOCK_FILE", common::daemon::nobody_lock_file())
+        .env("MEMORY_COORDINATOR_LOCK_FILE", common::daemon::fresh_lock_file())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

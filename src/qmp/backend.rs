@@ -5,23 +5,38 @@
 //! `qmp_capabilities`, name (`query-name`, else the socket's file name), the balloon device
 //! (`qom-list` under /machine/peripheral and /machine/peripheral-anon, or
 //! `--qmp-balloon-path`), the stats polling interval (`qom-set`) and the maximum size
-//! (`query-memory-size-summary`). Each round: `query-balloon` and `qom-get guest-stats`; targets
-//! are applied with `balloon` (bytes). One VM's trouble (timeout, error reply, garbage, closed
-//! socket) is logged and skips that VM only; its socket is reconnected with backoff.
+//! (`query-memory-size-summary`); its pid from SO_PEERCRED, for its RSS.
+//!
+//! A round costs one round trip for all sockets together: `query-balloon` and
+//! `qom-get guest-stats` are written back to back to every connected QEMU first, then every
+//! socket is waited on at once (`poll`) until all replies are in or one shared deadline
+//! (`--qmp-timeout`) passes. Replies are matched by their `id`, which increases per connection:
+//! a late reply to an earlier round's command is dropped, never taken for this round's. A
+//! QEMU that misses the deadline is skipped this round and asked again after a backoff (the
+//! first time, if it stopped between lines, on the same connection, so that its late replies
+//! are read and dropped; if it stopped mid-line or misses again, on a new connection). So a hung QEMU adds at most one
+//! timeout to a round, whatever the number of sockets or commands. Set-up of new or lost
+//! connections shares one more deadline of the same length. Targets are applied with
+//! `balloon` (bytes), one VM at a time, each with its own deadline. One VM's trouble is logged
+//! once (`Complaint`) and skips that VM only.
 
 use std::ffi::OsStr;
 use std::fmt;
+use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde::Serialize;
 use serde::de::IgnoredAny;
 
 use super::client::{QmpClient, QmpError};
 use super::glob;
-use super::protocol::{BalloonInfo, GuestStats, MemorySizeSummary, stat_count, stat_kib};
+use super::protocol::{
+    self, GuestStatValues, MemorySizeSummary, Message, ParseError, RoundReturn, stat_count, stat_kib,
+};
 use crate::backoff::Backoff;
 use crate::complaint::Complaint;
 use crate::coordinator::{Backend, Roster};
@@ -41,7 +56,7 @@ pub struct QmpOptions {
     pub patterns: Vec<String>,
     /// QOM path of the balloon device, when discovery should be skipped.
     pub balloon_path: Option<String>,
-    /// Deadline for each command.
+    /// Deadline of a round (all sockets at once), of set-up, and of each `balloon` command.
     pub timeout: Duration,
     /// `guest-stats-polling-interval`, seconds.
     pub stats_period_s: u64,
@@ -113,6 +128,85 @@ struct Peer {
     /// Reconnection after a failure, per socket.
     backoff: Backoff,
     complaint: Complaint<FixedText<64>>,
+    /// `/proc/PID/status` of the QEMU process, opened at connect: kept open, it keeps naming
+    /// that process even if the pid is reused after it exits (reads then fail: no RSS).
+    status: Option<File>,
+    round: RoundState,
+    /// Rounds in a row this peer missed the deadline on the same connection.
+    missed: u32,
+}
+
+/// What one peer owes this round.
+#[derive(Clone, Copy, Debug, Default)]
+struct RoundState {
+    /// Ids of this round's commands not answered yet.
+    balloon_id: Option<u64>,
+    stats_id: Option<u64>,
+    /// `query-balloon`'s `actual`, bytes.
+    actual: Option<u64>,
+    /// `guest-stats`: the stats and their `last-update`.
+    stats: Option<(GuestStatValues, u64)>,
+    /// Every reply of the round arrived.
+    complete: bool,
+}
+
+impl RoundState {
+    fn waiting(&self) -> bool {
+        self.balloon_id.is_some() || self.stats_id.is_some()
+    }
+
+    /// The first command still unanswered, for messages.
+    fn waiting_for(&self) -> &'static str {
+        if self.balloon_id.is_some() { "query-balloon" } else { "qom-get guest-stats" }
+    }
+
+    fn expects(&self, id: Option<u64>) -> bool {
+        id.is_some() && (id == self.balloon_id || id == self.stats_id)
+    }
+
+    /// Takes one line from the peer: a reply to one of this round's commands is kept, events
+    /// and replies with any other id (late answers to earlier commands) are dropped.
+    fn take(&mut self, line: &[u8]) -> Result<(), QmpError> {
+        match protocol::parse::<RoundReturn>(line) {
+            Ok(Message::Event | Message::Greeting) => {}
+            Ok(Message::Return { id, value }) if id.is_some() && id == self.balloon_id => {
+                let actual =
+                    value.actual.ok_or(QmpError::Protocol("query-balloon", ParseError::MissingField("actual")))?;
+                self.actual = Some(actual);
+                self.balloon_id = None;
+            }
+            Ok(Message::Return { id, value }) if id.is_some() && id == self.stats_id => {
+                let (Some(stats), Some(last_update)) = (value.stats, value.last_update) else {
+                    return Err(QmpError::Protocol("qom-get guest-stats", ParseError::MissingField("stats")));
+                };
+                self.stats = Some((stats, last_update));
+                self.stats_id = None;
+            }
+            Ok(Message::Error { id, body }) if self.expects(id) => {
+                let command = if id == self.balloon_id { "query-balloon" } else { "qom-get guest-stats" };
+                return Err(QmpError::Reply {
+                    command,
+                    class: FixedText::new(&body.class),
+                    desc: FixedText::new(&body.desc),
+                });
+            }
+            Ok(Message::Return { id, .. } | Message::Error { id, .. }) => {
+                log::trace!("dropping a reply to command {id:?}: not one of this round's");
+            }
+            Err(e) => {
+                // A reply of another shape (e.g. to a set-up command) may still be a late one,
+                // which is no concern of this round: only its id tells.
+                match protocol::parse::<IgnoredAny>(line) {
+                    Ok(Message::Return { id, .. } | Message::Error { id, .. }) if !self.expects(id) => {}
+                    _ => return Err(QmpError::Protocol(self.waiting_for(), e)),
+                }
+            }
+        }
+        if !self.waiting() {
+            self.complete = true;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Serialize)]
@@ -166,6 +260,9 @@ impl Peer {
             max_kib: 0,
             backoff: Backoff::new(),
             complaint: Complaint::NONE,
+            status: None,
+            round: RoundState::default(),
+            missed: 0,
         }
     }
 
@@ -176,25 +273,43 @@ impl Peer {
     /// Drops the connection after a failure; the next attempt waits for the backoff.
     fn disconnect(&mut self) {
         self.client = None;
+        self.missed = 0;
+        self.status = None;
+        self.round = RoundState::default();
         self.backoff.failed(Instant::now());
     }
 
-    /// Connects and learns what the VM is; `true` when connected.
-    fn connect(&mut self, options: &QmpOptions) -> bool {
-        let mut client = match QmpClient::connect(self.path.as_path(), options.timeout) {
+    /// Connects and learns what the VM is, before `deadline`; `true` when connected.
+    fn connect(&mut self, options: &QmpOptions, deadline: Instant) -> bool {
+        // Set-up that began after others had used a good part (a quarter or more) of the
+        // round's set-up time, and ran out of it, says little about this QEMU: it is tried again
+        // next round, unblamed. One that had (nearly) all of it is blamed and backed off.
+        let cut_short = deadline.saturating_duration_since(Instant::now()) < options.timeout * 3 / 4;
+        let result = QmpClient::connect_until(self.path.as_path(), options.timeout, deadline)
+            .map_err(|e| ("cannot open its QMP socket", e))
+            .and_then(|mut client| match self.learn(&mut client, options, deadline) {
+                Ok(()) => Ok(client),
+                Err(e) => Err(("QMP set-up failed", e)),
+            });
+        let client = match result {
             Ok(client) => client,
-            Err(e) => {
-                self.complain("cannot open its QMP socket", &e);
+            Err((_, e @ QmpError::Timeout(_))) if cut_short => {
+                log::debug!("{}: set-up not finished this round ({e}); trying again next round", self.name);
+                return false;
+            }
+            Err((what, e)) => {
+                self.complain(what, &e);
                 self.disconnect();
                 return false;
             }
         };
-        if let Err(e) = self.learn(&mut client, options) {
-            self.complain("QMP set-up failed", &e);
-            self.disconnect();
-            return false;
-        }
-        log::info!(
+        // Opened once per connection (this allocates the path), read every round.
+        self.status = client.peer_pid().and_then(|pid| File::open(format!("/proc/{pid}/status")).ok());
+        // Announced once: a QEMU that fails again after each reconnect is under a complaint
+        // already, and the complaint says when it is served again.
+        let level = if self.complaint.is_active() { log::Level::Debug } else { log::Level::Info };
+        log::log!(
+            level,
             "serving {} ({}), max {} MiB{}",
             self.name,
             self.path.as_path().display(),
@@ -210,15 +325,15 @@ impl Peer {
     }
 
     /// Name, balloon device, stats polling and maximum size.
-    fn learn(&mut self, client: &mut QmpClient, options: &QmpOptions) -> Result<(), QmpError> {
-        let reply: NameReply = client.execute("query-name", None::<()>)?;
+    fn learn(&mut self, client: &mut QmpClient, options: &QmpOptions, deadline: Instant) -> Result<(), QmpError> {
+        let reply: NameReply = client.execute_until("query-name", None::<()>, deadline)?;
         self.name = match reply.name.as_deref() {
             Some(name) if !name.is_empty() => VmName::new(name),
             _ => name_from_path(self.path.as_path()),
         };
         self.balloon = match &options.balloon_path {
             Some(path) => Some(FixedText::new(path)),
-            None => find_balloon(client)?,
+            None => find_balloon(client, deadline)?,
         };
         match &self.balloon {
             Some(path) => {
@@ -227,33 +342,78 @@ impl Peer {
                     property: "guest-stats-polling-interval",
                     value: options.stats_period_s,
                 };
-                client.execute::<_, IgnoredAny>("qom-set", Some(set))?;
+                client.execute_until::<_, IgnoredAny>("qom-set", Some(set), deadline)?;
             }
             None => log::warn!(
                 "{}: no virtio-balloon device (start QEMU with -device virtio-balloon-pci,id=balloon0); left alone",
                 self.name
             ),
         }
-        let summary: MemorySizeSummary = client.execute("query-memory-size-summary", None::<()>)?;
+        let summary: MemorySizeSummary = client.execute_until("query-memory-size-summary", None::<()>, deadline)?;
         self.max_kib = summary.max_kib();
         Ok(())
     }
 
-    /// This round's figures.
-    fn read(&mut self) -> Result<VmStats, QmpError> {
+    /// Sends this round's commands, pipelined, each with a new id.
+    fn begin_round(&mut self, deadline: Instant) -> Result<(), QmpError> {
         let Some(client) = self.client.as_mut() else { return Err(QmpError::Closed) };
-        let balloon: BalloonInfo = client.execute("query-balloon", None::<()>)?;
-        let stats = match &self.balloon {
-            Some(path) => {
-                let get = QomGet { path: path.as_str(), property: "guest-stats" };
-                Some(client.execute::<_, GuestStats>("qom-get", Some(get))?)
-            }
+        let balloon_id = client.queue("query-balloon", None::<()>)?;
+        let stats_id = match &self.balloon {
+            Some(path) => Some(client.queue("qom-get", Some(QomGet { path: path.as_str(), property: "guest-stats" }))?),
             None => None,
         };
+        client.send_queued(deadline, "query-balloon")?;
+        self.round = RoundState { balloon_id: Some(balloon_id), stats_id, ..RoundState::default() };
+        Ok(())
+    }
+
+    /// Takes every line already read, and reads on (without waiting) while this round's
+    /// replies are still due.
+    fn pump(&mut self) -> Result<(), QmpError> {
+        let Peer { client, round, .. } = self;
+        let Some(client) = client.as_mut() else { return Err(QmpError::Closed) };
+        loop {
+            while let Some(line) = client.next_line() {
+                round.take(line)?;
+            }
+            if !round.waiting() || !client.read_some()? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// This round failed for this VM: logged once, skipped; the connection is dropped unless
+    /// the stream is still in a known state.
+    fn fail_round(&mut self, error: QmpError, now: Instant) {
+        self.complain("cannot read its figures", &error);
+        self.round = RoundState::default();
+        let keep = match error {
+            // Late once, between lines: keep the connection and ask again after the backoff;
+            // its late replies will be read then and dropped by id. Late again: a fresh
+            // connection (a QEMU that reads nothing would otherwise fill the socket buffer).
+            QmpError::Timeout(_) => {
+                self.missed += 1;
+                self.missed == 1 && !self.client.as_ref().is_some_and(QmpClient::has_partial_line)
+            }
+            ref e => e.keeps_connection(),
+        };
+        if !keep {
+            self.disconnect();
+        } else if matches!(error, QmpError::Timeout(_)) {
+            self.backoff.failed(now);
+        }
+    }
+
+    /// This round's figures, once every reply arrived.
+    fn figures(&self, status_buf: &mut [u8]) -> Option<VmStats> {
+        if !self.round.complete {
+            return None;
+        }
+        let actual = self.round.actual?;
         // QMP speaks bytes; the policy KiB. This is the one place the units change.
-        let s = stats.map(|s| s.stats).unwrap_or_default();
-        Ok(VmStats {
-            actual_kib: bytes_to_kib(balloon.actual),
+        let s = self.round.stats.map(|(s, _)| s).unwrap_or_default();
+        Some(VmStats {
+            actual_kib: bytes_to_kib(actual),
             max_kib: self.max_kib,
             unused_kib: stat_kib(s.free_memory),
             usable_kib: stat_kib(s.available_memory),
@@ -261,19 +421,41 @@ impl Peer {
             swap_in_kib: stat_kib(s.swap_in),
             swap_out_kib: stat_kib(s.swap_out),
             major_faults: stat_count(s.major_faults),
-            last_update_s: stats.map(|s| s.last_update),
-            rss_kib: None,
-            oom_kills: None,
-            alloc_stalls: None,
-            direct_reclaims: None,
+            last_update_s: self.round.stats.map(|(_, t)| t),
+            rss_kib: self.status.as_ref().and_then(|f| read_vm_rss_kib(f, status_buf)),
+            oom_kills: stat_count(s.oom_kills),
+            alloc_stalls: stat_count(s.alloc_stalls),
+            direct_reclaims: stat_count(s.direct_reclaims),
         })
     }
 }
 
+/// Longest `/proc/PID/status` read; `VmRSS` is in its first kilobyte.
+const STATUS_BUF_BYTES: usize = 4096;
+
+/// `VmRSS` of an open `/proc/PID/status`, KiB; `None` once the process is gone.
+fn read_vm_rss_kib(status: &File, buf: &mut [u8]) -> Option<u64> {
+    // pread at 0 reads the file afresh each time, with no seek and no allocation.
+    let n = status.read_at(buf, 0).ok()?;
+    vm_rss_kib(&buf[..n])
+}
+
+/// Parses the `VmRSS:    12345 kB` line (the kernel prints it in kB, i.e. KiB).
+fn vm_rss_kib(status: &[u8]) -> Option<u64> {
+    let at = status.windows(7).position(|w| w == b"\nVmRSS:")? + 7;
+    let rest = &status[at..];
+    let digits = rest.iter().skip_while(|b| b.is_ascii_whitespace()).take_while(|b| b.is_ascii_digit());
+    let mut kib: Option<u64> = None;
+    for d in digits {
+        kib = Some(kib.unwrap_or(0).checked_mul(10)?.checked_add(u64::from(d - b'0'))?);
+    }
+    kib
+}
+
 /// The QOM path of the first virtio-balloon device, if any.
-fn find_balloon(client: &mut QmpClient) -> Result<Option<FixedText<200>>, QmpError> {
+fn find_balloon(client: &mut QmpClient, deadline: Instant) -> Result<Option<FixedText<200>>, QmpError> {
     for parent in PERIPHERAL_PARENTS {
-        let children: Vec<QomEntry> = match client.execute("qom-list", Some(QomPath { path: parent })) {
+        let children: Vec<QomEntry> = match client.execute_until("qom-list", Some(QomPath { path: parent }), deadline) {
             Ok(children) => children,
             // A machine without anonymous devices has no peripheral-anon container.
             Err(e @ QmpError::Reply { .. }) => {
@@ -299,6 +481,8 @@ pub struct QmpBackend {
     /// Per pattern: did it match something at the last scan (warn on change only).
     matched: Vec<bool>,
     full_warned: bool,
+    /// Where `/proc/PID/status` is read each round.
+    status_buf: Box<[u8; STATUS_BUF_BYTES]>,
 }
 
 impl QmpBackend {
@@ -313,6 +497,51 @@ impl QmpBackend {
             rounds: 0,
             matched,
             full_warned: false,
+            status_buf: Box::new([0; STATUS_BUF_BYTES]),
+        }
+    }
+
+    /// Makes every peer that failed due for a new attempt at the next round, as if its
+    /// backoff had run out: the benchmark measures rounds with a hung peer in them this way.
+    #[doc(hidden)]
+    pub fn retry_failed_peers_now(&mut self) {
+        for peer in self.peers.iter_mut().flatten() {
+            peer.backoff = Backoff::new();
+        }
+    }
+
+    /// Waits until every peer that owes replies has sent them, or the deadline passed; then
+    /// whoever still owes one failed this round.
+    fn collect(&mut self, deadline: Instant) {
+        // The first pass reads whatever is there already; later passes only the sockets that
+        // poll says are readable.
+        let mut ready = [true; MAX_DOMAINS];
+        loop {
+            let mut waiting = 0usize;
+            for (slot, peer) in self.peers.iter_mut().enumerate() {
+                let Some(peer) = peer.as_mut().filter(|p| p.round.waiting()) else { continue };
+                if ready[slot]
+                    && let Err(e) = peer.pump()
+                {
+                    peer.fail_round(e, Instant::now());
+                    continue;
+                }
+                waiting += usize::from(peer.round.waiting());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if waiting == 0 || left.is_zero() {
+                break;
+            }
+            ready = [false; MAX_DOMAINS];
+            if let Err(e) = wait_readable(&self.peers, left, &mut ready) {
+                log::warn!("poll on the QMP sockets failed: {e}; this round's late replies are given up");
+                break;
+            }
+        }
+        let now = Instant::now();
+        for peer in self.peers.iter_mut().flatten().filter(|p| p.round.waiting()) {
+            let error = QmpError::Timeout(peer.round.waiting_for());
+            peer.fail_round(error, now);
         }
     }
 
@@ -374,30 +603,48 @@ impl Backend for QmpBackend {
             self.rescan(roster);
         }
         self.rounds += 1;
-        let now = Instant::now();
+        let timeout = self.options.timeout;
+
+        // Connections to (re)establish, all within one deadline: a QEMU that hangs during
+        // set-up costs at most that, and the others wait for the next round.
+        let connect_deadline = Instant::now() + timeout;
         for (slot, peer) in self.peers.iter_mut().enumerate() {
             let Some(peer) = peer else { continue };
             roster.present[slot] = true;
-            if peer.client.is_none() {
-                if !peer.backoff.wait(now).is_zero() || !peer.connect(&self.options) {
-                    roster.names[slot] = peer.name;
-                    continue;
-                }
+            let now = Instant::now();
+            if peer.client.is_none()
+                && peer.backoff.wait(now).is_zero()
+                && now < connect_deadline
+                && peer.connect(&self.options, connect_deadline)
+            {
                 // A (re)connected QEMU may be a new VM behind the same socket.
                 roster.arrived[slot] = true;
             }
             roster.names[slot] = peer.name;
-            match peer.read() {
-                Ok(stats) => {
-                    vms[slot] = Some(stats);
-                    peer.complaint.resolved(&peer.name);
-                }
-                Err(e) => {
-                    peer.complain("cannot read its figures", &e);
-                    if !e.keeps_connection() {
-                        peer.disconnect();
-                    }
-                }
+        }
+
+        // Every connected peer gets the round's commands before any reply is waited for.
+        let deadline = Instant::now() + timeout;
+        for peer in self.peers.iter_mut().flatten() {
+            peer.round = RoundState::default();
+            let now = Instant::now();
+            if peer.client.is_none() || !peer.backoff.wait(now).is_zero() {
+                continue;
+            }
+            if let Err(e) = peer.begin_round(deadline) {
+                peer.fail_round(e, now);
+            }
+        }
+        self.collect(deadline);
+
+        let QmpBackend { peers, status_buf, .. } = self;
+        for (slot, peer) in peers.iter_mut().enumerate() {
+            let Some(peer) = peer else { continue };
+            if let Some(stats) = peer.figures(&mut status_buf[..]) {
+                vms[slot] = Some(stats);
+                peer.missed = 0;
+                peer.backoff.succeeded();
+                peer.complaint.resolved(&peer.name);
             }
         }
         Ok(())
@@ -416,5 +663,57 @@ impl Backend for QmpBackend {
                 Err(QmpBackendError::Vm { name: peer.name, error })
             }
         }
+    }
+}
+
+/// Polls the sockets of the peers that still owe replies, until one is readable or `left`
+/// passes; marks the readable ones (or hung up, or in error: reading tells which) in `ready`.
+fn wait_readable(
+    peers: &[Option<Peer>; MAX_DOMAINS],
+    left: Duration,
+    ready: &mut [bool; MAX_DOMAINS],
+) -> nix::Result<()> {
+    let mut waiting = peers
+        .iter()
+        .enumerate()
+        .filter_map(|(slot, p)| Some((slot, p.as_ref().filter(|p| p.round.waiting())?.client.as_ref()?)));
+    let Some((first_slot, first)) = waiting.next() else { return Ok(()) };
+    // A fixed array on the stack (no allocation); entries past `n` repeat the first socket
+    // and are not passed to poll.
+    let mut fds: [PollFd<'_>; MAX_DOMAINS] = std::array::from_fn(|_| PollFd::new(first.fd(), PollFlags::POLLIN));
+    let mut slots = [first_slot; MAX_DOMAINS];
+    let mut n = 1;
+    for (slot, client) in waiting {
+        fds[n] = PollFd::new(client.fd(), PollFlags::POLLIN);
+        slots[n] = slot;
+        n += 1;
+    }
+    let timeout = PollTimeout::try_from(left.as_millis().saturating_add(1)).unwrap_or(PollTimeout::MAX);
+    match poll(&mut fds[..n], timeout) {
+        Ok(_) => {}
+        Err(nix::errno::Errno::EINTR) => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    for (fd, slot) in fds[..n].iter().zip(slots) {
+        if fd.revents().is_some_and(|r| !r.is_empty()) {
+            ready[slot] = true;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_rss_is_read_from_proc_status_in_kib() {
+        let status = b"Name:\tqemu-system-x86\nVmPeak:\t 2516276 kB\nVmRSS:\t  312848 kB\nRssAnon:\t 300000 kB\n";
+        assert_eq!(vm_rss_kib(status), Some(312_848));
+        assert_eq!(vm_rss_kib(b"Name:\tkthreadd\nState:\tS\n"), None, "kernel threads have no VmRSS");
+        assert_eq!(vm_rss_kib(b"x\nVmRSS:\t99999999999999999999999 kB\n"), None, "overflow is no figure");
+        let own = File::open("/proc/self/status").unwrap();
+        let mut buf = [0; STATUS_BUF_BYTES];
+        assert!(read_vm_rss_kib(&own, &mut buf).is_some_and(|kib| kib > 0));
     }
 }

@@ -1,18 +1,23 @@
-//! A QMP client on one unix socket: greeting, `qmp_capabilities`, then one command at a time.
+//! A QMP client on one unix socket: greeting, `qmp_capabilities`, then commands, either one at
+//! a time (`execute`) or pipelined (`queue` several, `send_queued`, then the caller reads the
+//! replies with `read_some`/`next_line` while it waits on many sockets at once).
 //!
 //! Every read and write has a deadline (a QEMU that accepts but never answers costs at most the
-//! timeout); events between replies are skipped; replies are matched by `id`; lines are bounded
-//! by `protocol::MAX_LINE_BYTES`. Commands are encoded into a fixed buffer and replies parsed
-//! from the fixed line buffer, so a steady-state command allocates nothing.
+//! timeout); events between replies are skipped; replies are matched by `id`, which increases
+//! with every command on a connection; lines are bounded by `protocol::MAX_LINE_BYTES`.
+//! Commands are encoded into a fixed buffer and replies parsed from the fixed line buffer, so a
+//! steady-state command allocates nothing.
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, getsockopt, socket, sockopt};
 use serde::Serialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 
@@ -27,6 +32,9 @@ const MAX_COMMAND_BYTES: usize = 4096;
 pub enum QmpError {
     /// connect(2) failed (no QEMU behind the socket, or no permission).
     Connect(io::Error),
+    /// The socket's queue of connections not yet accepted is full: QEMU does not accept (its
+    /// monitor serves another client, or QEMU is hung).
+    NotAccepting,
     /// A read or write failed.
     Io(io::ErrorKind),
     /// No complete reply before the deadline.
@@ -57,6 +65,9 @@ impl fmt::Display for QmpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             QmpError::Connect(e) => write!(f, "cannot connect: {e}"),
+            QmpError::NotAccepting => f.write_str(
+                "QEMU accepts no connection on this socket (another client holds its monitor, or QEMU is hung)",
+            ),
             QmpError::Io(kind) => write!(f, "socket error: {kind}"),
             QmpError::Timeout(cmd) => write!(f, "no reply to {cmd} in time (QEMU hung?)"),
             QmpError::Closed => f.write_str("QEMU closed the connection"),
@@ -105,24 +116,97 @@ pub struct QmpClient {
     stream: UnixStream,
     lines: LineBuffer,
     out: Box<[u8; MAX_COMMAND_BYTES]>,
+    /// Bytes of `out` queued and not sent yet.
+    queued: usize,
     next_id: u64,
     timeout: Duration,
+    /// The QEMU process at the other end (SO_PEERCRED at connect), if the kernel told us.
+    peer_pid: Option<i32>,
 }
 
 impl QmpClient {
-    /// Connects, reads the greeting and enters command mode, within `timeout` per step.
+    /// Connects, reads the greeting and enters command mode, within `timeout` per step (two
+    /// steps: the greeting, `qmp_capabilities`).
     pub fn connect(path: &Path, timeout: Duration) -> Result<QmpClient, QmpError> {
-        let stream = UnixStream::connect(path).map_err(QmpError::Connect)?;
-        stream.set_nonblocking(true).map_err(|e| QmpError::Io(e.kind()))?;
-        let mut client =
-            QmpClient { stream, lines: LineBuffer::new(), out: Box::new([0; MAX_COMMAND_BYTES]), next_id: 1, timeout };
-        client.read_greeting()?;
-        client.execute::<_, IgnoredAny>("qmp_capabilities", None::<()>)?;
+        QmpClient::connect_until(path, timeout, Instant::now() + timeout * 2)
+    }
+
+    /// Connects, reads the greeting and enters command mode, all before `deadline`; later
+    /// `execute` calls get `timeout` each.
+    pub fn connect_until(path: &Path, timeout: Duration, deadline: Instant) -> Result<QmpClient, QmpError> {
+        let stream = connect_nonblocking(path)?;
+        // The QEMU process, for its RSS; a peer in another PID namespace reads as pid 0.
+        let peer_pid = getsockopt(&stream, sockopt::PeerCredentials).ok().map(|c| c.pid()).filter(|p| *p > 0);
+        let mut client = QmpClient {
+            stream,
+            lines: LineBuffer::new(),
+            out: Box::new([0; MAX_COMMAND_BYTES]),
+            queued: 0,
+            next_id: 1,
+            timeout,
+            peer_pid,
+        };
+        client.read_greeting(deadline)?;
+        client.execute_until::<_, IgnoredAny>("qmp_capabilities", None::<()>, deadline)?;
         Ok(client)
     }
 
-    fn read_greeting(&mut self) -> Result<(), QmpError> {
-        let deadline = Instant::now() + self.timeout;
+    /// The pid of the QEMU behind the socket, from SO_PEERCRED at connect time.
+    pub fn peer_pid(&self) -> Option<i32> {
+        self.peer_pid
+    }
+
+    /// The socket, to wait on it together with others.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+
+    /// Encodes `command` after those already queued and returns its id; nothing is sent before
+    /// `send_queued`.
+    pub fn queue<A: Serialize>(&mut self, command: &'static str, arguments: Option<A>) -> Result<u64, QmpError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut w = SliceWriter { buf: &mut self.out[..], len: self.queued };
+        serde_json::to_writer(&mut w, &Command { execute: command, arguments, id })
+            .map_err(|_| QmpError::CommandTooLong(command))?;
+        w.write_all(b"\n").map_err(|_| QmpError::CommandTooLong(command))?;
+        self.queued = w.len;
+        Ok(id)
+    }
+
+    /// Sends every queued command, completely, before `deadline`.
+    pub fn send_queued(&mut self, deadline: Instant, what: &'static str) -> Result<(), QmpError> {
+        let len = std::mem::take(&mut self.queued);
+        self.send(len, deadline, what)
+    }
+
+    /// One non-blocking read into the line buffer: `Ok(true)` when bytes came, `Ok(false)` when
+    /// none are there yet.
+    pub fn read_some(&mut self) -> Result<bool, QmpError> {
+        let spare = self.lines.spare().map_err(|_| QmpError::LineTooLong)?;
+        match self.stream.read(spare) {
+            Ok(0) => Err(QmpError::Closed),
+            Ok(n) => {
+                self.lines.filled(n);
+                Ok(true)
+            }
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Err(QmpError::Closed),
+            Err(e) => Err(QmpError::Io(e.kind())),
+        }
+    }
+
+    /// The next complete line read, if any.
+    pub fn next_line(&mut self) -> Option<&[u8]> {
+        self.lines.next_line()
+    }
+
+    /// Whether the peer stopped in the middle of a line.
+    pub fn has_partial_line(&self) -> bool {
+        self.lines.has_partial_line()
+    }
+
+    fn read_greeting(&mut self, deadline: Instant) -> Result<(), QmpError> {
         loop {
             if let Some(line) = self.lines.next_line() {
                 return match protocol::parse::<IgnoredAny>(line) {
@@ -135,21 +219,26 @@ impl QmpClient {
         }
     }
 
-    /// Runs `command` with `arguments` and returns its `return` value.
+    /// Runs `command` with `arguments` and returns its `return` value, within the timeout.
     pub fn execute<A: Serialize, T: DeserializeOwned>(
         &mut self,
         command: &'static str,
         arguments: Option<A>,
     ) -> Result<T, QmpError> {
-        let deadline = Instant::now() + self.timeout;
-        let id = self.next_id;
-        self.next_id += 1;
-        let mut w = SliceWriter { buf: &mut self.out[..], len: 0 };
-        serde_json::to_writer(&mut w, &Command { execute: command, arguments, id })
-            .map_err(|_| QmpError::CommandTooLong(command))?;
-        w.write_all(b"\n").map_err(|_| QmpError::CommandTooLong(command))?;
-        let len = w.len;
-        self.send(len, deadline, command)?;
+        self.execute_until(command, arguments, Instant::now() + self.timeout)
+    }
+
+    /// Runs `command` with `arguments` and returns its `return` value, before `deadline`.
+    pub fn execute_until<A: Serialize, T: DeserializeOwned>(
+        &mut self,
+        command: &'static str,
+        arguments: Option<A>,
+        deadline: Instant,
+    ) -> Result<T, QmpError> {
+        // Anything left queued belongs to no one now: this command goes alone.
+        self.queued = 0;
+        let id = self.queue(command, arguments)?;
+        self.send_queued(deadline, command)?;
         loop {
             if let Some(line) = self.lines.next_line() {
                 match protocol::parse::<T>(line) {
@@ -209,6 +298,21 @@ impl QmpClient {
                 Err(e) => return Err(QmpError::Io(e.kind())),
             }
         }
+    }
+}
+
+/// A non-blocking connect: a blocking one waits, without end, while the listener's queue of
+/// connections not yet accepted is full, which is the case when a QEMU does not accept (its
+/// monitor serves another client, or it is hung, and an earlier attempt of ours is still
+/// queued). On a unix socket a non-blocking connect completes at once or fails with EAGAIN.
+fn connect_nonblocking(path: &Path) -> Result<UnixStream, QmpError> {
+    let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None)
+        .map_err(|e| QmpError::Connect(e.into()))?;
+    let address = UnixAddr::new(path).map_err(|e| QmpError::Connect(e.into()))?;
+    match connect(fd.as_raw_fd(), &address) {
+        Ok(()) => Ok(UnixStream::from(fd)),
+        Err(Errno::EAGAIN) => Err(QmpError::NotAccepting),
+        Err(e) => Err(QmpError::Connect(e.into())),
     }
 }
 

@@ -39,6 +39,12 @@ impl LineBuffer {
         self.end = 0;
     }
 
+    /// Whether bytes of an unfinished line are buffered (after every complete line was taken):
+    /// a peer that stopped there can never continue the stream in a way we can frame again.
+    pub fn has_partial_line(&self) -> bool {
+        self.start < self.end
+    }
+
     /// The free space to read into, after moving pending bytes to the front if needed.
     /// Empty only when a whole buffer holds no newline: then the line is too long.
     pub fn spare(&mut self) -> Result<&mut [u8], LineTooLong> {
@@ -124,6 +130,8 @@ pub enum ParseError {
     Json(serde_json::error::Category, usize),
     /// Valid JSON, but none of greeting, event, return or error.
     NotQmp,
+    /// A reply to our command that lacks the field the command returns.
+    MissingField(&'static str),
 }
 
 impl std::fmt::Display for ParseError {
@@ -131,6 +139,7 @@ impl std::fmt::Display for ParseError {
         match self {
             ParseError::Json(category, column) => write!(f, "malformed reply ({category:?} error at column {column})"),
             ParseError::NotQmp => f.write_str("a JSON object that is no QMP message"),
+            ParseError::MissingField(field) => write!(f, "a reply without its '{field}' field"),
         }
     }
 }
@@ -212,6 +221,17 @@ pub struct GuestStatValues {
     /// Guest MemAvailable.
     #[serde(rename = "stat-available-memory")]
     pub available_memory: Option<u64>,
+    /// Counters that Linux 6.12 guests report and QEMU 9.1 and later pass on
+    /// (`balloon_stat_names` in qemu/hw/virtio/virtio-balloon.c; VIRTIO_BALLOON_S_OOM_KILL,
+    /// _ALLOC_STALL, _DIRECT_RECLAIM in linux/include/uapi/linux/virtio_balloon.h): OOM
+    /// kills, allocation stalls, pages reclaimed directly by allocating tasks. Older QEMUs
+    /// leave them out; older guests leave them at u64::MAX.
+    #[serde(rename = "stat-oom-kills")]
+    pub oom_kills: Option<u64>,
+    #[serde(rename = "stat-alloc-stalls")]
+    pub alloc_stalls: Option<u64>,
+    #[serde(rename = "stat-direct-reclaims")]
+    pub direct_reclaims: Option<u64>,
 }
 
 /// `qom-get` of `guest-stats`.
@@ -221,6 +241,19 @@ pub struct GuestStats {
     /// Epoch seconds of the guest's last answer; 0 before it ever answered.
     #[serde(rename = "last-update")]
     pub last_update: u64,
+}
+
+/// The `return` of either command a round pipelines (`query-balloon`, `qom-get guest-stats`):
+/// one shape, so that every reply line is parsed once, whatever it answers; the reply's `id`
+/// says which command it answers and which field must be there.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+pub struct RoundReturn {
+    /// `query-balloon`: current VM size, bytes.
+    pub actual: Option<u64>,
+    /// `qom-get guest-stats`.
+    pub stats: Option<GuestStatValues>,
+    #[serde(rename = "last-update")]
+    pub last_update: Option<u64>,
 }
 
 /// A guest stat in bytes as KiB; QEMU's u64::MAX means "not reported".
@@ -256,6 +289,20 @@ mod tests {
         let m = parse::<MemorySizeSummary>(br#"{"return": {"base-memory": 2147483648, "plugged-memory": 0}}"#);
         let Ok(Message::Return { value, .. }) = m else { panic!() };
         assert_eq!(value.max_kib(), 2 * 1024 * 1024);
+    }
+
+    #[test]
+    fn one_round_shape_reads_both_replies_and_the_6_12_counters() {
+        let Message::Return { id, value } = parse::<RoundReturn>(STATS).unwrap() else { panic!() };
+        assert_eq!((id, value.actual, value.last_update), (Some(7), None, Some(1_795_328_939)));
+        assert_eq!(value.stats.unwrap().oom_kills, None, "QEMU 7.2 has no such counters");
+        let b = parse::<RoundReturn>(br#"{"return": {"actual": 536870912}, "id": 8}"#).unwrap();
+        let Message::Return { value, .. } = b else { panic!() };
+        assert_eq!((value.actual, value.stats), (Some(536_870_912), None));
+        let line = br#"{"return": {"stats": {"stat-oom-kills": 2, "stat-alloc-stalls": 17, "stat-direct-reclaims": 4096, "stat-async-scans": 9}, "last-update": 5}, "id": 9}"#;
+        let Message::Return { value, .. } = parse::<RoundReturn>(line).unwrap() else { panic!() };
+        let s = value.stats.unwrap();
+        assert_eq!((s.oom_kills, s.alloc_stalls, s.direct_reclaims), (Some(2), Some(17), Some(4096)));
     }
 
     #[test]

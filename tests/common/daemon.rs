@@ -7,25 +7,28 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_memory_coordinator");
 
-/// The binary, ready to run: each test's daemon gets its own instance lock, since tests run
-/// many daemons at once on one host (tests/single_instance.rs tests the lock itself).
-pub fn command() -> Command {
+/// The variable that moves the daemon's one-per-host lock (`--lock-file`).
+pub const LOCK_ENV: &str = "MEMORY_COORDINATOR_LOCK_FILE";
+
+/// A lock path of its own for each daemon a test starts, since tests run many daemons at once
+/// on one host (tests/single_instance.rs tests the lock itself). Its directory is
+/// world-writable, so that a daemon run as `nobody` (`setpriv --reuid=65534`) gets past the
+/// lock to the error its test is about.
+pub fn fresh_lock_file() -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let lock = std::env::temp_dir().join(format!("mc-test-{}-{n}.lock", std::process::id()));
-    let mut cmd = Command::new(BIN);
-    cmd.env_remove("RUST_LOG").env("MEMORY_COORDINATOR_LOCK_FILE", lock);
-    cmd
-}
-
-/// An instance lock path that an unprivileged user (`setpriv --reuid=65534`) can create, so
-/// that a test of what such a user sees gets past the lock to the error it is about.
-pub fn nobody_lock_file() -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = std::env::temp_dir().join(format!("mc-nobody-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("mc-locks-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
-    dir.join("memory_coordinator.lock")
+    dir.join(format!("{n}.lock"))
+}
+
+/// The binary, ready to run, with a lock of its own.
+pub fn command() -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_remove("RUST_LOG").env(LOCK_ENV, fresh_lock_file());
+    cmd
 }
 
 /// Runs the binary to completion.
@@ -53,8 +56,23 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(args: &[&str]) -> Daemon {
-        let mut child =
-            command().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("the binary starts");
+        let mut command = command();
+        command.args(args);
+        Daemon::start_command(command)
+    }
+
+    /// Starts `command` (the binary, maybe behind a wrapper such as `setpriv`), with its own
+    /// instance lock unless the command names one.
+    pub fn start_command(mut command: Command) -> Daemon {
+        if !command.get_envs().any(|(k, _)| k == LOCK_ENV) {
+            command.env(LOCK_ENV, fresh_lock_file());
+        }
+        let mut child = command
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
         let stderr = child.stderr.take().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (json_tx, json) = mpsc::channel();

@@ -2,7 +2,9 @@
 //! `id` echo, `\r\n` line ends, events at any time, QEMU's error classes and messages), backed
 //! by a small guest model, with faults to inject: events between replies, stats QEMU has not
 //! got yet (u64::MAX, last-update 0), error replies, a peer that hangs mid-reply, one that
-//! closes mid-line, one that answers with a 1 MiB line of garbage, one that never greets.
+//! closes mid-line, one that answers with a 1 MiB line of garbage, one that never greets, one
+//! that answers late, one that sends malformed JSON, one whose stats stop updating, one that
+//! stops answering after set-up; and a QEMU can be killed (`kill`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -34,7 +36,31 @@ pub enum Fault {
     GarbageLine,
     /// Accepts connections and never says anything.
     Silent,
+    /// Answers the first `query-balloon` it ever gets `LATE` after it came, with `actual`
+    /// `LATE_ACTUAL_BYTES`, a figure nothing else reports; answers normally afterwards.
+    LateReply,
+    /// Answers every `query-balloon` with a line that is not JSON (an unclosed object).
+    MalformedJson,
+    /// The guest's stats stop updating after its second sample: the same figures and
+    /// `last-update` from then on, as when the guest's balloon driver is stuck.
+    StatsStopUpdating,
+    /// Answers set-up, then never answers `query-balloon` or `qom-get` (reads and drops them).
+    HangAfterSetUp,
+    /// Listens with room for one pending connection and never accepts, as a QEMU whose only
+    /// monitor connection is held by another client, or whose main loop is stuck: the first
+    /// connect queues, and a blocking connect after it would wait forever.
+    NeverAccepts,
+    /// Greets `SLOW_GREETING` after each connection (a QEMU busy at start-up), then serves.
+    SlowGreeting,
 }
+
+/// How long `Fault::SlowGreeting` takes to greet.
+pub const SLOW_GREETING: Duration = Duration::from_millis(120);
+
+/// How late `Fault::LateReply` answers.
+pub const LATE: Duration = Duration::from_millis(600);
+/// The `actual` of the late reply: 1337 MiB.
+pub const LATE_ACTUAL_BYTES: u64 = 1337 * MIB;
 
 /// The guest behind the fake QEMU, in bytes.
 #[derive(Debug)]
@@ -55,8 +81,10 @@ pub struct GuestModel {
     /// A busy guest on a fast clock: every `guest-stats` read is a new sample (last-update
     /// advances by one) and its memory use moves by 30 MiB, up to 1200 MiB and back to 100.
     pub churn: bool,
-    /// Samples taken in churn mode.
+    /// Samples taken in churn mode (or before the stats stopped updating).
     pub samples: u64,
+    /// `last-update` of the last sample before the stats stopped updating.
+    pub frozen_at: u64,
 }
 
 impl GuestModel {
@@ -70,12 +98,17 @@ pub struct FakeQemu {
     pub path: PathBuf,
     pub guest: Arc<Mutex<GuestModel>>,
     stop: Arc<AtomicBool>,
+    /// Every accepted connection, to cut them when the QEMU is killed.
+    connections: Arc<Mutex<Vec<UnixStream>>>,
 }
 
 impl FakeQemu {
     /// Listens on `dir/<name>.sock`. `name` is what `query-name` answers (None: `{}`).
     pub fn start(dir: &Path, file: &str, name: Option<&str>, fault: Fault, actual_mib: u64, used_mib: u64) -> FakeQemu {
         let path = dir.join(file);
+        if fault == Fault::NeverAccepts {
+            return FakeQemu::never_accepting(path);
+        }
         let listener = UnixListener::bind(&path).unwrap();
         listener.set_nonblocking(true).unwrap();
         let guest = Arc::new(Mutex::new(GuestModel {
@@ -90,14 +123,17 @@ impl FakeQemu {
             fault_fired: false,
             churn: false,
             samples: 0,
+            frozen_at: 0,
         }));
         let stop = Arc::new(AtomicBool::new(false));
-        let (g, s, n) = (Arc::clone(&guest), Arc::clone(&stop), name.map(str::to_owned));
+        let connections = Arc::new(Mutex::new(Vec::new()));
+        let (g, s, n, c) = (Arc::clone(&guest), Arc::clone(&stop), name.map(str::to_owned), Arc::clone(&connections));
         std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         g.lock().unwrap().connections += 1;
+                        c.lock().unwrap().push(stream.try_clone().unwrap());
                         let (g, s, n) = (Arc::clone(&g), Arc::clone(&s), n.clone());
                         std::thread::spawn(move || serve(stream, &g, &s, n.as_deref(), fault));
                     }
@@ -105,7 +141,51 @@ impl FakeQemu {
                 }
             }
         });
-        FakeQemu { path, guest, stop }
+        FakeQemu { path, guest, stop, connections }
+    }
+
+    fn never_accepting(path: PathBuf) -> FakeQemu {
+        use nix::sys::socket::{AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, listen, socket};
+        use std::os::fd::AsRawFd;
+        let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+        bind(fd.as_raw_fd(), &UnixAddr::new(&path).unwrap()).unwrap();
+        // A backlog of 0: Linux queues one connection, then refuses (or blocks) the next.
+        listen(&fd, Backlog::new(0).unwrap()).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            drop(fd);
+        });
+        let guest = GuestModel {
+            actual: 0,
+            max: 0,
+            used: 0,
+            reserved: 0,
+            polling_interval: 0,
+            balloon_calls: Vec::new(),
+            commands: Vec::new(),
+            connections: 0,
+            fault_fired: false,
+            churn: false,
+            samples: 0,
+            frozen_at: 0,
+        };
+        FakeQemu { path, guest: Arc::new(Mutex::new(guest)), stop, connections: Arc::new(Mutex::new(Vec::new())) }
+    }
+
+    /// As a QEMU killed with SIGKILL: it stops listening and every connection is cut; its
+    /// socket file stays behind (QEMU has no chance to remove it) unless `remove_socket`.
+    pub fn kill(&self, remove_socket: bool) {
+        self.stop.store(true, Ordering::SeqCst);
+        for c in self.connections.lock().unwrap().iter() {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+        if remove_socket {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 
     pub fn balloon_calls(&self) -> Vec<u64> {
@@ -143,6 +223,9 @@ fn serve(stream: UnixStream, guest: &Mutex<GuestModel>, stop: &AtomicBool, name:
         }
         return;
     }
+    if fault == Fault::SlowGreeting {
+        std::thread::sleep(SLOW_GREETING);
+    }
     let mut w = stream.try_clone().unwrap();
     let greeting = json!({"QMP": {"version": {"qemu": {"micro": 22, "minor": 2, "major": 7},
         "package": "Debian 1:7.2+dfsg-7+deb12u18+b3"}, "capabilities": ["oob"]}});
@@ -152,6 +235,9 @@ fn serve(stream: UnixStream, guest: &Mutex<GuestModel>, stop: &AtomicBool, name:
     let mut negotiated = false;
     for line in BufReader::new(stream).lines() {
         let Ok(line) = line else { return };
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
         let Ok(req) = serde_json::from_str::<Value>(&line) else {
             let _ = send(&mut w, &error("GenericError", "JSON parse error, expecting value"));
             continue;
@@ -167,6 +253,9 @@ fn serve(stream: UnixStream, guest: &Mutex<GuestModel>, stop: &AtomicBool, name:
                 &mut w,
                 &json!({"timestamp": ts, "event": "RTC_CHANGE", "data": {"offset": 0, "qom-path": "/machine/unattached/device[8]"}}),
             );
+        }
+        if fault == Fault::HangAfterSetUp && matches!(cmd.as_str(), "query-balloon" | "qom-get") {
+            continue;
         }
         let mut reply = if cmd == "qmp_capabilities" {
             negotiated = true;
@@ -206,8 +295,19 @@ fn serve(stream: UnixStream, guest: &Mutex<GuestModel>, stop: &AtomicBool, name:
                             "stat-minor-faults": m, "stat-free-memory": m, "stat-total-memory": m,
                             "stat-available-memory": m, "stat-disk-caches": m, "stat-htlb-pgalloc": m,
                             "stat-htlb-pgfail": m}, "last-update": 0}})
+                    } else if fault == Fault::StatsStopUpdating && g.samples >= 2 {
+                        // The last sample, again.
+                        let total = g.total();
+                        let free = total.saturating_sub(g.used);
+                        json!({"return": {"stats": {"stat-free-memory": free, "stat-total-memory": total,
+                            "stat-available-memory": free, "stat-swap-in": 0, "stat-swap-out": 0,
+                            "stat-major-faults": 0}, "last-update": g.frozen_at}})
                     } else {
                         let mut stamp = now_s();
+                        if fault == Fault::StatsStopUpdating {
+                            g.samples += 1;
+                            g.frozen_at = stamp;
+                        }
                         if g.churn {
                             g.samples += 1;
                             g.used = if g.used >= 1200 * MIB { 100 * MIB } else { g.used + 30 * MIB };
@@ -240,6 +340,15 @@ fn serve(stream: UnixStream, guest: &Mutex<GuestModel>, stop: &AtomicBool, name:
                                 std::thread::sleep(Duration::from_millis(20));
                             }
                             return;
+                        }
+                        Fault::LateReply if first => {
+                            drop(g);
+                            std::thread::sleep(LATE);
+                            json!({"return": {"actual": LATE_ACTUAL_BYTES}})
+                        }
+                        Fault::MalformedJson => {
+                            let _ = w.write_all(b"{\"return\": {\"actual\": 1073741824,\r\n");
+                            continue;
                         }
                         Fault::GarbageLine if first => {
                             let mut garbage = vec![b'#'; 1024 * 1024];
