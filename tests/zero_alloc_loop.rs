@@ -45,9 +45,19 @@ impl Write for CountingSink {
     }
 }
 
+static LOG_FILE: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+
+/// What the process logged from byte `from` on (to show which round allocated, and why).
+fn log_since(from: u64) -> String {
+    use std::os::unix::fs::FileExt;
+    let file = LOG_FILE.get().unwrap();
+    let mut buf = vec![0; usize::try_from(file.metadata().unwrap().len() - from).unwrap()];
+    file.read_exact_at(&mut buf, from).unwrap();
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
 /// How many bytes the whole test process has logged (both tests share the logger).
 fn logged_bytes() -> u64 {
-    static LOG_FILE: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
     let file = LOG_FILE.get_or_init(|| {
         // The logger is built as main.rs builds it (level Info, millisecond timestamps, no
         // target, writing to stderr), and this process's stderr goes to a file: a test
@@ -158,7 +168,11 @@ fn a_hundred_bulk_rounds_over_a_real_guest_allocate_nothing_after_warm_up() {
     let host = HostMemory::open(Path::new("/proc/meminfo")).unwrap();
     let json = Arc::new(AtomicUsize::new(0));
     let options = LoopOptions { json: true, ..LoopOptions::default() };
-    let mut c = Coordinator::new(PolicyConfig::DEFAULT, options, backend, host)
+    // The rounds run ten times faster than the guest reports (every 100 ms against a 1 s
+    // stats period), so stats are stale only after 3 s without news, as with the default
+    // of 4 rounds at a 1 s interval; otherwise the VM flaps between stale and served.
+    let policy = PolicyConfig { stale_ticks: 30, ..PolicyConfig::DEFAULT };
+    let mut c = Coordinator::new(policy, options, backend, host)
         .with_json_output(Box::new(CountingSink(Arc::clone(&json))));
     for _ in 0..3 {
         c.tick();
@@ -168,10 +182,15 @@ fn a_hundred_bulk_rounds_over_a_real_guest_allocate_nothing_after_warm_up() {
     let shrinks_before = c.summary().shrinks;
     let logged_before = logged_bytes();
     let mut allocations = (0, 0);
-    for _ in 0..100 {
+    let mut allocating_rounds = Vec::new();
+    for i in 0..100 {
+        let log_before = logged_bytes();
         let (n, bytes, round) = allocations_during(|| c.tick());
         assert_eq!(round, Round::Served(1));
         allocations = (allocations.0 + n, allocations.1 + bytes);
+        if n > 0 {
+            allocating_rounds.push(format!("round {i}: {n} allocation(s), {bytes} bytes; it logged:\n{}", log_since(log_before)));
+        }
         // Uncounted: the wait between rounds, so that the guest reports fresh figures.
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -180,6 +199,6 @@ fn a_hundred_bulk_rounds_over_a_real_guest_allocate_nothing_after_warm_up() {
     println!("{acted} shrinks, {logged} bytes logged, {} bytes of JSON", json.load(Ordering::Relaxed));
     assert!(acted >= 2, "the rounds must act: {acted} shrinks");
     assert!(logged > 0, "action lines were logged");
-    assert_eq!(allocations, (0, 0), "the steady-state bulk loop allocated");
+    assert_eq!(allocations, (0, 0), "the steady-state bulk loop allocated:\n{}", allocating_rounds.join("\n"));
     drop(guest);
 }
