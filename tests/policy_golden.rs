@@ -216,7 +216,7 @@ fn random_run(seed: u64) -> (String, u64) {
             }
             g.actual = g.actual.clamp(mib(64), g.max);
             let total = g.actual.saturating_sub(mib(40));
-            let delta = r.below(mib(200)) as i64 - mib(80) as i64;
+            let delta = r.below(mib(200)).cast_signed() - mib(80).cast_signed();
             g.used = g.used.saturating_add_signed(delta).min(total);
             g.cache = (g.cache + r.below(mib(64))).min(total - g.used);
             if r.chance(10) {
