@@ -120,9 +120,13 @@ pub(super) fn decide_moves(config: &PolicyConfig, views: &[View], host_budget: u
     out.pressure = take > 0;
 }
 
-/// Water-fills `budget` over the VMs at the indices `slots` of the arrays: each gets `min(cap, θ × weight)`, θ as large
-/// as the budget allows (weighted max-min fairness: no VM gets more per unit of weight than
-/// one that is left below its cap). Adds the grants to `grants`, returns what was spent.
+/// Water-fills `budget` over the VMs at the indices `slots` of the arrays: each gets
+/// `min(cap, θ × weight)`, θ as large as the budget allows (weighted max-min fairness: no VM
+/// gets more per unit of weight than one that is left below its cap). Adds the grants to
+/// `grants`, returns what was spent.
+///
+/// In `decide()` caps are at most `MAX_KIB` (2^40), weights at most `MAX_WEIGHT` (< 2^10, so
+/// their sum is below 2^18) and the budget below 2^49: every product below stays under 2^59.
 pub(super) fn weighted_fill(
     slots: &[u16],
     caps: &[u64; MAX_DOMAINS],
@@ -130,22 +134,31 @@ pub(super) fn weighted_fill(
     budget: u64,
     grants: &mut [u64; MAX_DOMAINS],
 ) -> u64 {
-    let mut order = [0u16; MAX_DOMAINS];
+    // (cap, weight, slot) by cap per unit of weight, smallest first: those are met in full,
+    // the rest share. Each entry carries its figures, so the sort reads no other array.
+    let mut order = [(0u64, 0u64, 0u16); MAX_DOMAINS];
     let order = &mut order[..slots.len()];
-    order.copy_from_slice(slots);
-    let at = |s: u16| usize::from(s);
-    // By cap per unit of weight, smallest first: those are met in full, the rest share.
-    order
-        .sort_unstable_by(|&a, &b| (caps[at(a)] * weights[at(b)]).cmp(&(caps[at(b)] * weights[at(a)])).then(a.cmp(&b)));
+    for (entry, &s) in order.iter_mut().zip(slots) {
+        *entry = (caps[usize::from(s)], weights[usize::from(s)], s);
+    }
+    order.sort_unstable_by(|&(cap_a, weight_a, a), &(cap_b, weight_b, b)| {
+        (cap_a * weight_b).cmp(&(cap_b * weight_a)).then(a.cmp(&b))
+    });
     let mut left = budget;
-    let mut weight_left: u64 = order.iter().map(|&s| weights[at(s)]).sum();
-    for &s in order.iter() {
-        let slot = at(s);
-        let share = (left * weights[slot]).checked_div(weight_left).unwrap_or(0);
-        let grant = caps[slot].min(share);
-        grants[slot] += grant;
+    let mut weight_left: u64 = order.iter().map(|&(_, weight, _)| weight).sum();
+    for &(cap, weight, s) in order.iter() {
+        // min(cap, left × weight / weight_left), dividing only for a VM not met in full:
+        // cap ≤ left × weight / weight_left exactly when cap × weight_left ≤ left × weight.
+        let grant = if weight_left == 0 {
+            0
+        } else if cap * weight_left <= left * weight {
+            cap
+        } else {
+            left * weight / weight_left
+        };
+        grants[usize::from(s)] += grant;
         left -= grant;
-        weight_left -= weights[slot];
+        weight_left -= weight;
     }
     budget - left
 }
