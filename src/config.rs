@@ -61,7 +61,16 @@ impl Config {
             }
             BackendChoice::Qmp(_) => {}
         }
-        Ok(Config { policy, backend, options, meminfo, verbosity, vms, lock_file: None, metrics: MetricsOptions::default() })
+        Ok(Config {
+            policy,
+            backend,
+            options,
+            meminfo,
+            verbosity,
+            vms,
+            lock_file: None,
+            metrics: MetricsOptions::default(),
+        })
     }
 
     /// The `log` level filter `-v`/`-q` ask for.

@@ -676,31 +676,36 @@ impl Decisions {
 /// ([`History::applied`]): a failed or dry-run action leaves no trace.
 pub fn decide(config: &PolicyConfig, snapshot: &Snapshot, history: &mut History, out: &mut Decisions) {
     let config = config.sanitized();
+    // The views of the VMs present, in slot order: past this loop the tick's work grows with
+    // the VMs there are, not with the slots (a host runs a few VMs in 256 slots).
     let mut views = [View::ABSENT; MAX_DOMAINS];
+    let mut present = 0;
     let mut debt_total = 0u64;
-    for (slot, (view, d)) in views.iter_mut().zip(out.vms.iter_mut()).enumerate() {
-        match &snapshot.vms[slot] {
-            Some(vm) => {
-                *view = observe(&config, &vm.clamped(), &snapshot.limits[slot], &mut history.vms[slot], d);
-                debt_total += d.debt_kib;
-            }
-            None => *d = Decision::ABSENT,
-        }
+    for (slot, (vm, d)) in snapshot.vms.iter().zip(out.vms.iter_mut()).enumerate() {
+        let Some(vm) = vm else {
+            *d = Decision::ABSENT;
+            continue;
+        };
+        views[present] = observe(&config, slot, &vm.clamped(), &snapshot.limits[slot], &mut history.vms[slot], d);
+        debt_total += d.debt_kib;
+        present += 1;
     }
+    let views = &views[..present];
     let host_kib = snapshot.host.available_kib.min(MAX_KIB);
     // The host must end strictly above its reserve even once every guest has touched all it
     // has been given.
     let line = config.host_min_free_kib + 1;
     let host_budget = host_kib.saturating_sub(debt_total + line);
     let deficit = (debt_total + line).saturating_sub(host_kib);
-    share::decide_moves(&config, &views, host_budget, deficit, out);
+    share::decide_moves(&config, views, host_budget, deficit, out);
     out.headroom_kib = host_kib.saturating_sub(debt_total);
-    for (slot, (view, d)) in views.iter().zip(out.vms.iter()).enumerate() {
+    for view in views {
+        let d = &out.vms[view.slot];
         if d.action.target_kib().is_some() {
-            history.vms[slot].proposal = Proposal {
+            history.vms[view.slot].proposal = Proposal {
                 actual_kib: view.actual_kib,
                 free_kib: d.free_now_kib.unwrap_or(0),
-                rss_kib: snapshot.vms[slot].and_then(|vm| vm.clamped().rss_kib),
+                rss_kib: snapshot.vms[view.slot].and_then(|vm| vm.clamped().rss_kib),
                 rate_kib_s: d.consumption_kib_s,
             };
         }

@@ -83,6 +83,8 @@ pub(super) enum Class {
 /// How the rest of the tick sees one VM (its figures are in its `Decision`).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct View {
+    /// Where the VM is in the snapshot, history and decisions.
+    pub slot: usize,
     pub class: Class,
     pub actual_kib: u64,
     pub weight: u64,
@@ -90,7 +92,7 @@ pub(super) struct View {
 }
 
 impl View {
-    pub const ABSENT: View = View { class: Class::Hold(Hold::Absent), actual_kib: 0, weight: 1, cap_kib: 0 };
+    pub const ABSENT: View = View { slot: 0, class: Class::Hold(Hold::Absent), actual_kib: 0, weight: 1, cap_kib: 0 };
 }
 
 /// The most a VM may have: its own max, or the operator's lower maximum, in whole pages.
@@ -137,10 +139,14 @@ struct Signals {
     alarm: bool,
 }
 
-/// Updates one VM's history with its new sample, writes the figures its decision is based on
-/// into `d`, and classifies it.
+/// Updates the history of the VM in `slot` with its new sample, writes the figures its
+/// decision is based on into `d`, and classifies it.
+// Inlined into its one caller: returned through a call, the view was written field by field
+// and read back whole, a store-forwarding stall per VM.
+#[inline]
 pub(super) fn observe(
     config: &PolicyConfig,
+    slot: usize,
     vm: &VmStats,
     limits: &VmLimits,
     h: &mut VmHistory,
@@ -159,6 +165,7 @@ pub(super) fn observe(
     let cap = cap_kib(vm, limits);
     let floor = floor_kib(config, limits, cap);
     let mut view = View {
+        slot,
         class: Class::Hold(Hold::Absent),
         actual_kib: vm.actual_kib,
         weight: u64::from(limits.weight.clamp(1, MAX_WEIGHT)),
@@ -404,6 +411,8 @@ fn track_freshness(config: &PolicyConfig, update_s: Option<u64>, h: &mut VmHisto
 
 /// Learns consumption, the size offset, QEMU's overhead and the guest's pressure signals from a
 /// fresh sample.
+// Inlined (one caller, once per VM): a call here costs more than much of what it does.
+#[inline]
 fn learn(config: &PolicyConfig, vm: &VmStats, h: &mut VmHistory, free: u64, at_rest: bool, dt_s: u64) -> Signals {
     // Used memory from one sample's own figures is immune to balloon moves in flight; the
     // host-side size is only trusted while the balloon is at rest.
@@ -461,9 +470,11 @@ fn learn(config: &PolicyConfig, vm: &VmStats, h: &mut VmHistory, free: u64, at_r
 
     let mut signals = Signals { swapped_in_kib: counter_delta(vm.swap_in_kib, h.swap_in_kib), alarm: false };
     let swapped_out = counter_delta(vm.swap_out_kib, h.swap_out_kib);
-    let faults_per_s = counter_delta(vm.major_faults, h.major_faults) / dt_s.max(1);
+    // faults / dt ≥ 100 per second, without a division: dt is at most 2^48 (timestamps are
+    // clamped to it, the interval to 3600 s), so 100 × dt cannot overflow.
+    let faulting = counter_delta(vm.major_faults, h.major_faults) >= PRESSURE_MAJOR_FAULTS_PER_S * dt_s.max(1);
     let reclaimed = counter_delta(vm.direct_reclaims, h.direct_reclaims);
-    if signals.swapped_in_kib > 0 || swapped_out > 0 || faults_per_s >= PRESSURE_MAJOR_FAULTS_PER_S || reclaimed > 0 {
+    if signals.swapped_in_kib > 0 || swapped_out > 0 || faulting || reclaimed > 0 {
         h.ticks_since_pressure = 0;
     }
     if counter_delta(vm.oom_kills, h.oom_kills) > 0 || counter_delta(vm.alloc_stalls, h.alloc_stalls) >= ALARM_STALLS {
@@ -485,6 +496,8 @@ fn learn(config: &PolicyConfig, vm: &VmStats, h: &mut VmHistory, free: u64, at_r
 /// rate seen before it. Without an RSS figure nothing can be proven either way, so the check
 /// then only clears; with one, a guest that shows none of it is held ([`Hold::Unverified`])
 /// until it does.
+// Inlined like `learn`: most VMs have no grant under check and return at once.
+#[inline]
 fn check_grant(config: &PolicyConfig, vm: &VmStats, h: &mut VmHistory, free: u64, freshness: &Freshness) {
     let Some(mut g) = h.grant else { return };
     g.ticks = g.ticks.saturating_add(1);

@@ -8,16 +8,11 @@ use super::{Action, Decisions, Hold, MAX_DOMAINS, MIN_MOVE_KIB, PolicyConfig, pa
 /// 2^54 for extra ≤ 2^40, and a take of at most 2^48 times the scale below 2^62.
 const RATIO_SHIFT: u32 = 14;
 
-/// Turns this tick's views into decisions: releases, then grants funded by the host's budget
-/// (`host_budget`: headroom above the reserve) and the releases, after paying any `deficit`
-/// (headroom under the reserve).
-pub(super) fn decide_moves(
-    config: &PolicyConfig,
-    views: &[View; MAX_DOMAINS],
-    host_budget: u64,
-    deficit: u64,
-    out: &mut Decisions,
-) {
+/// Turns this tick's views (of the VMs present, in slot order) into decisions: releases, then
+/// grants funded by the host's budget (`host_budget`: headroom above the reserve) and the
+/// releases, after paying any `deficit` (headroom under the reserve). The decisions of absent
+/// slots are left as they are.
+pub(super) fn decide_moves(config: &PolicyConfig, views: &[View], host_budget: u64, deficit: u64, out: &mut Decisions) {
     out.demand_kib = 0;
     out.granted_kib = 0;
     out.released_kib = 0;
@@ -61,6 +56,7 @@ pub(super) fn decide_moves(
     // Grants. In normal times every need is met. Short, urgent needs (what keeps a VM from
     // starving, its floor, an alarm) are served first, then the deficit is paid, then the
     // rest: each tier water-filled by weight, no VM above its need or `step_max` a tick.
+    // `releases`, `grants` and the fill's arrays are indexed like `views`.
     let mut grants = [0u64; MAX_DOMAINS];
     let budget = host_budget + released;
     let short = budget < demand + deficit;
@@ -69,20 +65,20 @@ pub(super) fn decide_moves(
         let mut weights = [1u64; MAX_DOMAINS];
         let mut needy = [0u16; MAX_DOMAINS];
         let mut n = 0;
-        for (slot, v) in views.iter().enumerate() {
+        for (i, v) in views.iter().enumerate() {
             if let Class::Needy { urgent_kib, .. } = v.class {
-                caps[slot] = urgent_kib.min(config.shrink_step_max_kib);
-                weights[slot] = v.weight;
-                needy[n] = u16::try_from(slot).unwrap_or(0);
+                caps[i] = urgent_kib.min(config.shrink_step_max_kib);
+                weights[i] = v.weight;
+                needy[n] = u16::try_from(i).unwrap_or(0);
                 n += 1;
             }
         }
         let needy = &needy[..n];
         let spent = weighted_fill(needy, &caps, &weights, budget.min(urgent_demand), &mut grants);
         let left = (budget - spent).saturating_sub(deficit);
-        for slot in needy.iter().map(|s| usize::from(*s)) {
-            if let Class::Needy { need_kib, .. } = views[slot].class {
-                caps[slot] = need_kib.min(config.shrink_step_max_kib) - grants[slot];
+        for i in needy.iter().map(|&i| usize::from(i)) {
+            if let Class::Needy { need_kib, .. } = views[i].class {
+                caps[i] = need_kib.min(config.shrink_step_max_kib) - grants[i];
             }
         }
         weighted_fill(needy, &caps, &weights, left, &mut grants);
@@ -94,20 +90,20 @@ pub(super) fn decide_moves(
         }
     }
 
-    for (slot, v) in views.iter().enumerate() {
-        let d = &mut out.vms[slot];
+    for (i, v) in views.iter().enumerate() {
+        let d = &mut out.vms[v.slot];
         d.action = match v.class {
             Class::Hold(why) => Action::Hold(why),
             Class::Cancel { target_kib } => Action::Cancel { target_kib },
-            Class::Donor { .. } if releases[slot] == 0 => Action::Hold(Hold::Steady),
+            Class::Donor { .. } if releases[i] == 0 => Action::Hold(Hold::Steady),
             Class::Donor { .. } => {
-                out.released_kib += releases[slot];
-                Action::Shrink { target_kib: v.actual_kib - releases[slot] }
+                out.released_kib += releases[i];
+                Action::Shrink { target_kib: v.actual_kib - releases[i] }
             }
             Class::Needy { need_kib, .. } => {
                 // Rounding to whole pages is not a shortage; rationing is.
-                let rationed = need_kib - grants[slot];
-                let target = page_down(v.actual_kib + grants[slot]).min(v.cap_kib);
+                let rationed = need_kib - grants[i];
+                let target = page_down(v.actual_kib + grants[i]).min(v.cap_kib);
                 let grant = target.saturating_sub(v.actual_kib);
                 out.demand_kib += need_kib;
                 if grant == 0 || (grant < MIN_MOVE_KIB && target < v.cap_kib) {
@@ -124,9 +120,13 @@ pub(super) fn decide_moves(
     out.pressure = take > 0;
 }
 
-/// Water-fills `budget` over the VMs in `slots`: each gets `min(cap, θ × weight)`, θ as large
-/// as the budget allows (weighted max-min fairness: no VM gets more per unit of weight than
-/// one that is left below its cap). Adds the grants to `grants`, returns what was spent.
+/// Water-fills `budget` over the VMs at the indices `slots` of the arrays: each gets
+/// `min(cap, θ × weight)`, θ as large as the budget allows (weighted max-min fairness: no VM
+/// gets more per unit of weight than one that is left below its cap). Adds the grants to
+/// `grants`, returns what was spent.
+///
+/// In `decide()` caps are at most `MAX_KIB` (2^40), weights at most `MAX_WEIGHT` (< 2^10, so
+/// their sum is below 2^18) and the budget below 2^49: every product below stays under 2^59.
 pub(super) fn weighted_fill(
     slots: &[u16],
     caps: &[u64; MAX_DOMAINS],
@@ -134,22 +134,31 @@ pub(super) fn weighted_fill(
     budget: u64,
     grants: &mut [u64; MAX_DOMAINS],
 ) -> u64 {
-    let mut order = [0u16; MAX_DOMAINS];
+    // (cap, weight, slot) by cap per unit of weight, smallest first: those are met in full,
+    // the rest share. Each entry carries its figures, so the sort reads no other array.
+    let mut order = [(0u64, 0u64, 0u16); MAX_DOMAINS];
     let order = &mut order[..slots.len()];
-    order.copy_from_slice(slots);
-    let at = |s: u16| usize::from(s);
-    // By cap per unit of weight, smallest first: those are met in full, the rest share.
-    order
-        .sort_unstable_by(|&a, &b| (caps[at(a)] * weights[at(b)]).cmp(&(caps[at(b)] * weights[at(a)])).then(a.cmp(&b)));
+    for (entry, &s) in order.iter_mut().zip(slots) {
+        *entry = (caps[usize::from(s)], weights[usize::from(s)], s);
+    }
+    order.sort_unstable_by(|&(cap_a, weight_a, a), &(cap_b, weight_b, b)| {
+        (cap_a * weight_b).cmp(&(cap_b * weight_a)).then(a.cmp(&b))
+    });
     let mut left = budget;
-    let mut weight_left: u64 = order.iter().map(|&s| weights[at(s)]).sum();
-    for &s in order.iter() {
-        let slot = at(s);
-        let share = (left * weights[slot]).checked_div(weight_left).unwrap_or(0);
-        let grant = caps[slot].min(share);
-        grants[slot] += grant;
+    let mut weight_left: u64 = order.iter().map(|&(_, weight, _)| weight).sum();
+    for &(cap, weight, s) in order.iter() {
+        // min(cap, left × weight / weight_left), dividing only for a VM not met in full:
+        // cap ≤ left × weight / weight_left exactly when cap × weight_left ≤ left × weight.
+        let grant = if weight_left == 0 {
+            0
+        } else if cap * weight_left <= left * weight {
+            cap
+        } else {
+            left * weight / weight_left
+        };
+        grants[usize::from(s)] += grant;
         left -= grant;
-        weight_left -= weights[slot];
+        weight_left -= weight;
     }
     budget - left
 }
