@@ -233,7 +233,7 @@ pub fn booted_libvirt_guest(test: &str, name: &str, max_mib: u64, current_mib: u
     // it asked for, not from a balloon still on its way there.
     let target_kib = current_mib * 1024;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !guest.memstat("actual").is_some_and(|kib| kib.abs_diff(target_kib) <= 4096) {
+    while guest.memstat("actual").is_none_or(|kib| kib.abs_diff(target_kib) > 4096) {
         assert!(Instant::now() < deadline, "{name}: the balloon never reached {current_mib} MiB: {:?}", guest.memstat("actual"));
         std::thread::sleep(Duration::from_millis(200));
     }
