@@ -1,5 +1,6 @@
-//! An SVG of one run: per guest, balloon size and free memory over time, the 100 MiB
-//! starvation threshold, the workload start, workload ends and OOM kills.
+//! An SVG of one run: per guest, balloon size, free and available memory and the QEMU's RSS
+//! over time, the 100 MiB starvation threshold, the workload start, workload ends and OOM
+//! kills; the host's MemAvailable where a scenario holds the host short.
 
 use std::fmt::Write;
 
@@ -46,12 +47,19 @@ pub fn svg(run: &Run, scores: &Scores) -> String {
     )
     .unwrap();
     let legend_y = 52.0;
-    for (i, (label, color, dash)) in
-        [("balloon size", "#1f77b4", ""), ("guest free memory", "#2ca02c", ""), ("100 MiB threshold", "#d62728", "6,4")]
-            .iter()
-            .enumerate()
-    {
-        let lx = WIDTH - RIGHT - 470.0 + i as f64 * 160.0;
+    let held = run.hold.is_some();
+    let mut legend = vec![
+        ("balloon", "#1f77b4", ""),
+        ("guest free", "#2ca02c", ""),
+        ("guest available", "#ff7f0e", ""),
+        ("QEMU RSS", "#9467bd", "3,2"),
+        ("100 MiB", "#d62728", "6,4"),
+    ];
+    if held {
+        legend.push(("host available", "#7f7f7f", "1,2"));
+    }
+    for (i, (label, color, dash)) in legend.iter().enumerate() {
+        let lx = WIDTH - RIGHT - 780.0 + i as f64 * 130.0;
         writeln!(
             s,
             r#"<line x1="{lx}" y1="{}" x2="{}" y2="{}" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}"/>"#,
@@ -95,16 +103,32 @@ pub fn svg(run: &Run, scores: &Scores) -> String {
             top + PANEL_H
         )
         .unwrap();
-        for (series, color) in [(0, "#1f77b4"), (1, "#2ca02c")] {
+        // Host MemAvailable (held scenarios) is drawn on the same MiB scale, clipped at 2048.
+        for (series, color, dash) in
+            [(0, "#1f77b4", ""), (1, "#2ca02c", ""), (2, "#ff7f0e", ""), (3, "#9467bd", "3,2"), (4, "#7f7f7f", "1,2")]
+        {
+            if series == 4 && !held {
+                continue;
+            }
             let mut points = String::new();
             for t in &run.ticks {
                 let g = &t.guests[i];
-                let v = if series == 0 { Some(g.actual_mib) } else { g.unused_mib };
-                if let Some(v) = v.filter(|v| series == 1 || *v > 0) {
+                let v = match series {
+                    0 => Some(g.actual_mib).filter(|v| *v > 0),
+                    1 => g.unused_mib,
+                    2 => g.available_mib,
+                    3 => g.rss_mib,
+                    _ => Some(t.host_available_mib),
+                };
+                if let Some(v) = v {
                     write!(points, "{:.1},{:.1} ", x(t.t_s), y(v as f64)).unwrap();
                 }
             }
-            writeln!(s, r#"<polyline fill="none" stroke="{color}" stroke-width="1.6" points="{points}"/>"#).unwrap();
+            writeln!(
+                s,
+                r#"<polyline fill="none" stroke="{color}" stroke-width="1.4" stroke-dasharray="{dash}" points="{points}"/>"#
+            )
+            .unwrap();
         }
         for end in run.ends.iter().filter(|e| e.guest == *name) {
             if let Some(at) = end.at_s {
