@@ -143,8 +143,9 @@ impl HostHold {
         if hold_mib < MIN_HOLD_MIB {
             println!("  >> host MemAvailable {available} MiB: no hold needed to leave {leave_mib} MiB");
         } else {
-            let exe = std::env::current_exe().expect("the lab binary's path");
-            let mut child = Command::new(exe)
+            // /proc/self/exe rather than the binary's path: it still names this very binary
+            // when cargo has rebuilt (replaced) the file meanwhile.
+            let mut child = Command::new("/proc/self/exe")
                 .args(["__hold", &hold_mib.to_string()])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())

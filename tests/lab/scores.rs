@@ -97,6 +97,9 @@ pub struct Scores {
     pub pressure_rounds: usize,
     pub short_rounds: usize,
     pub host_short: Option<HostShortScores>,
+    /// Any held scenario: the hold and its valve.
+    pub valve_fired_at_s: Option<f64>,
+    pub hold: Option<crate::hold::HoldReport>,
     pub page_cache: Option<CacheScores>,
     pub restore: Option<RestoreReport>,
 }
@@ -199,6 +202,8 @@ pub fn compute(run: &Run, course_consumers: &[usize]) -> Scores {
         pressure_rounds: run.pressure_rounds,
         short_rounds: run.short_rounds,
         host_short: (run.scenario == ScenarioName::HS).then(|| host_short(run, course_consumers)),
+        valve_fired_at_s: run.hold.as_ref().and_then(|h| h.valve_fired_at_s),
+        hold: run.hold.clone(),
         page_cache: run.cache_guest.map(|i| page_cache(run, i)),
         restore: run.restore.clone(),
     }
@@ -325,6 +330,16 @@ impl Scores {
             )
             .unwrap();
         }
+        if let (None, Some(h)) = (&self.host_short, &self.hold) {
+            writeln!(
+                s,
+                "  host held                 to {} MiB; host MemAvailable min {} MiB (every 50 ms); valve {}",
+                h.host_after_hold_mib,
+                h.host_min_mib,
+                h.valve_fired_at_s.map_or("not fired".into(), |t| format!("FIRED at {t:.0} s"))
+            )
+            .unwrap();
+        }
         if let Some(c) = &self.page_cache {
             writeln!(
                 s,
@@ -368,6 +383,11 @@ impl Scores {
         let mut f = Vec::new();
         if !coordinated {
             return f;
+        }
+        // A held host whose valve fired ran out of memory (whoever took the last of it): the
+        // run proves nothing about sharing a short host.
+        if let (None, Some(t)) = (&self.host_short, self.valve_fired_at_s) {
+            f.push(format!("the valve fired (host MemAvailable under {VALVE_MIB} MiB) at {t:.0} s"));
         }
         // HS: consumers are expected to be OOM-killed once the fair shares are used up, so
         // neither OOM kills nor consumers at max are asserted; the host and the fairness are.
