@@ -6,6 +6,7 @@
 //! cargo test --release --test lab -- demo              T1 on libvirt, 4 guests, live table, plot
 //! cargo test --release --test lab -- e2e               T1, T2, T3, HS, PC, RE on libvirt and QMP, asserted
 //! cargo test --release --test lab -- e2e HS PC         only the scenarios named, on both backends
+//! cargo test --release --test lab -- e2e --backend qmp HS   ... and only on that backend
 //! cargo test --release --test lab -- e2e --short       T1 with 2 guests on each backend, PC on libvirt (CI)
 //! cargo test --release --test lab -- run T3 qmp [--guests N] [--table]
 //! cargo test --release --test lab -- publish           copy plots and scores into tests/lab/results
@@ -41,6 +42,8 @@ struct Args {
     guests: Option<usize>,
     table: bool,
     short: bool,
+    /// `e2e --backend B`: only that backend.
+    backend: Option<BackendKind>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -52,6 +55,7 @@ fn parse_args() -> Result<Args, String> {
         guests: None,
         table: false,
         short: false,
+        backend: None,
     };
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -65,6 +69,10 @@ fn parse_args() -> Result<Args, String> {
                 parsed.guests = Some(n);
             }
             "--table" => parsed.table = true,
+            "--backend" => {
+                let b = args.next().ok_or("--backend needs libvirt or qmp")?;
+                parsed.backend = Some(BackendKind::parse(&b).ok_or(format!("--backend {b}: libvirt, qmp or none"))?);
+            }
             "--short" => parsed.short = true,
             // What cargo's test runner may pass along.
             "--nocapture" | "--quiet" | "-q" | "--test-threads" => {}
@@ -163,7 +171,7 @@ fn main() -> ExitCode {
                     .flat_map(|b| scenario::ALL.into_iter().map(move |s| (s, b, n, args.table)))
                     .collect()
             };
-            plan.into_iter().filter(|(s, ..)| wanted(*s)).collect()
+            plan.into_iter().filter(|(s, b, ..)| wanted(*s) && args.backend.is_none_or(|w| w == *b)).collect()
         }
         "run" => {
             let scenario = args.rest.first().and_then(|s| ScenarioName::parse(s));
