@@ -244,7 +244,9 @@ impl Guests {
     /// The coordinator's command line for this backend (after `INTERVAL`).
     pub fn coordinator_args(&self) -> Vec<String> {
         match self {
-            Guests::Libvirt { .. } => vec![],
+            // Only the lab's guests: a guest of another test left on the same libvirtd (the
+            // lab lock keeps them apart, but a hung test can leave one running) is not ours.
+            Guests::Libvirt { .. } => vec!["--domains".into(), "aos_vm*".into()],
             Guests::Qmp { dir, .. } => vec!["--qmp".into(), format!("{}/vms/*.sock", dir.path().display())],
         }
     }
