@@ -197,17 +197,18 @@ fn valve(state: &Mutex<Valve>, stop: &AtomicBool) {
         let available = host_available_mib();
         let mut v = state.lock().unwrap();
         v.min_mib = Some(v.min_mib.map_or(available, |m| m.min(available)));
-        if available < VALVE_MIB && v.fired.is_none() {
-            if let Some(pid) = v.pid.take() {
-                // SAFETY: kill(2) on our own child's pid, not yet reaped (the HostHold that
-                // owns the Child reaps it only after this thread has stopped).
-                #[allow(unsafe_code)]
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                }
-                v.fired = Some((Instant::now(), available));
-                println!("  >> VALVE FIRED: host MemAvailable {available} MiB < {VALVE_MIB} MiB: killed the hold");
+        if available < VALVE_MIB
+            && v.fired.is_none()
+            && let Some(pid) = v.pid.take()
+        {
+            // SAFETY: kill(2) on our own child's pid, not yet reaped (the HostHold that
+            // owns the Child reaps it only after this thread has stopped).
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
             }
+            v.fired = Some((Instant::now(), available));
+            println!("  >> VALVE FIRED: host MemAvailable {available} MiB < {VALVE_MIB} MiB: killed the hold");
         }
         drop(v);
         std::thread::sleep(VALVE_PERIOD);

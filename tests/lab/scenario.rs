@@ -384,12 +384,13 @@ pub fn run(image: &GuestImage, scenario: ScenarioName, backend: BackendKind, cou
                         println!("  >> {}: {}", names[i], line.trim());
                     }
                     let ended = oom || line.contains("consumer: freed");
-                    if let Some(end) = run.ends.iter_mut().find(|e| e.guest == names[i] && e.at_s.is_none()) {
-                        if ended && workloads_started {
-                            end.at_s = Some(t);
-                            end.oom_killed = oom;
-                            end.actual_mib_at_end = Some(samples[i].actual_mib);
-                        }
+                    if let Some(end) = run.ends.iter_mut().find(|e| e.guest == names[i] && e.at_s.is_none())
+                        && ended
+                        && workloads_started
+                    {
+                        end.at_s = Some(t);
+                        end.oom_killed = oom;
+                        end.actual_mib_at_end = Some(samples[i].actual_mib);
                     }
                 }
             }

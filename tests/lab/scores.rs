@@ -433,13 +433,13 @@ impl Scores {
         // "Within a few seconds": the coordinator sends every target before it exits (tens of
         // ms), but a TCG guest takes about 2.5 s to deflate 1.7 GiB (measured on QMP), so all
         // guests must be at max within the 5 s watched; the 2 s figure is reported.
-        if let Some(r) = &self.restore {
-            if r.all_at_max_after_s.is_none() {
-                f.push(format!(
-                    "restore: not every guest at max 5 s after SIGTERM ({:?} -> {:?} MiB)",
-                    r.before_mib, r.after_mib
-                ));
-            }
+        if let Some(r) = &self.restore
+            && r.all_at_max_after_s.is_none()
+        {
+            f.push(format!(
+                "restore: not every guest at max 5 s after SIGTERM ({:?} -> {:?} MiB)",
+                r.before_mib, r.after_mib
+            ));
         }
         if self.consumers_at_max < self.course_consumers && !hs {
             f.push(format!(
