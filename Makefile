@@ -70,11 +70,12 @@ LAB := $(CARGO) test --release --locked --test lab --
 demo: deps all
 	$(LAB) demo
 
-# T1, T2, T3 on libvirt and on bare QEMU + QMP, four guests each, scores asserted.
+# T1, T2, T3, HS (host held short), PC (page cache) and RE (--restore-on-exit) on libvirt and
+# on bare QEMU + QMP, four guests each, scores asserted. One scenario: `$(LAB) e2e HS`.
 e2e: all
 	$(LAB) e2e
 
-# What CI runs: T1 with two guests on each backend.
+# What CI runs (about 10 minutes): T1 with two guests on each backend, PC on libvirt.
 e2e-short: all
 	$(LAB) e2e --short
 

@@ -14,12 +14,17 @@ const WIDTH: f64 = 960.0;
 const PANEL_H: f64 = 150.0;
 const LEFT: f64 = 64.0;
 const RIGHT: f64 = 16.0;
+/// Time labels along the axis, at most (`time_step` picks the step for it).
+const MAX_TIME_LABELS: u32 = 16;
 const TOP: f64 = 58.0;
 const GAP: f64 = 26.0;
 
 const SIZE_COLOR: &str = "#1f77b4";
 const FREE_COLOR: &str = "#2ca02c";
 const ALERT_COLOR: &str = "#d62728";
+const AVAILABLE_COLOR: &str = "#ff7f0e";
+const RSS_COLOR: &str = "#9467bd";
+const HOST_COLOR: &str = "#7f7f7f";
 
 /// A polyline with more points than this is thinned ([`thin`]): a day at one round a second
 /// would otherwise be 86 400 points per VM, far more than the chart's 880 pixels can show.
@@ -39,6 +44,8 @@ pub struct Chart {
     pub origin_s: Option<f64>,
     /// The line under the time axis.
     pub footer: String,
+    /// The host's MemAvailable over time `(t_s, mib)`, drawn in every panel when present.
+    pub host_available: Vec<(f64, f64)>,
 }
 
 /// One VM.
@@ -58,6 +65,10 @@ pub struct Point {
     pub t_s: f64,
     pub size_mib: Option<f64>,
     pub free_mib: Option<f64>,
+    /// The guest's MemAvailable, where it reports it (page cache counts as available).
+    pub available_mib: Option<f64>,
+    /// What the host backs for the VM: its QEMU process's RSS.
+    pub rss_mib: Option<f64>,
 }
 
 #[derive(Clone, Debug)]
@@ -87,11 +98,19 @@ fn draw(chart: &Chart, s: &mut String) -> fmt::Result {
     writeln!(s, r#"<text x="{LEFT}" y="38">{}</text>"#, Xml(&chart.subtitle))?;
     let legend_y = 52.0;
     let threshold_label = chart.threshold_mib.map(|t| format!("{t:.0} MiB threshold"));
-    let legend = [("balloon size", SIZE_COLOR, ""), ("guest free memory", FREE_COLOR, "")]
-        .into_iter()
-        .chain(threshold_label.as_deref().map(|l| (l, ALERT_COLOR, "6,4")));
-    for (i, (label, color, dash)) in legend.enumerate() {
-        let lx = WIDTH - RIGHT - 470.0 + f64::from(u32::try_from(i).unwrap_or(0)) * 160.0;
+    let has = |f: fn(&Point) -> Option<f64>| chart.panels.iter().any(|p| p.points.iter().any(|pt| f(pt).is_some()));
+    let series: Vec<Series> = SERIES.iter().copied().filter(|sr| has(sr.value)).collect();
+    let host = (!chart.host_available.is_empty()).then_some(("host available", HOST_COLOR, "1,2"));
+    let legend: Vec<(&str, &str, &str)> = series
+        .iter()
+        .map(|sr| (sr.label, sr.color, sr.dash))
+        .chain(host)
+        .chain(threshold_label.as_deref().map(|l| (l, ALERT_COLOR, "6,4")))
+        .collect();
+    let legend_w = 140.0;
+    let legend_x = WIDTH - RIGHT - f64::from(u32::try_from(legend.len()).unwrap_or(0)) * legend_w;
+    for (i, (label, color, dash)) in legend.into_iter().enumerate() {
+        let lx = legend_x + f64::from(u32::try_from(i).unwrap_or(0)) * legend_w;
         writeln!(
             s,
             r#"<line x1="{lx}" y1="{}" x2="{}" y2="{}" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}"/>"#,
@@ -135,14 +154,21 @@ fn draw(chart: &Chart, s: &mut String) -> fmt::Result {
                 top + PANEL_H
             )?;
         }
-        for (series, color) in [(0, SIZE_COLOR), (1, FREE_COLOR)] {
+        if !chart.host_available.is_empty() {
+            write!(s, r#"<polyline class="host" fill="none" stroke="{HOST_COLOR}" stroke-dasharray="1,2" points=""#)?;
+            for (t, v) in &chart.host_available {
+                write!(s, "{:.1},{:.1} ", x(*t), y(*v))?;
+            }
+            writeln!(s, r#""/>"#)?;
+        }
+        for sr in &series {
             write!(
                 s,
-                r#"<polyline class="{}" fill="none" stroke="{color}" stroke-width="1.6" points=""#,
-                ["size", "free"][series]
+                r#"<polyline class="{}" fill="none" stroke="{}" stroke-width="1.6" stroke-dasharray="{}" points=""#,
+                sr.class, sr.color, sr.dash
             )?;
             for p in &panel.points {
-                if let Some(v) = if series == 0 { p.size_mib } else { p.free_mib } {
+                if let Some(v) = (sr.value)(p) {
                     write!(s, "{:.1},{:.1} ", x(p.t_s), y(v))?;
                 }
             }
@@ -164,11 +190,16 @@ fn draw(chart: &Chart, s: &mut String) -> fmt::Result {
     }
     let axis_y = TOP + n_f * (PANEL_H + GAP) + 4.0;
     let (step, unit_s, unit) = time_step(t1 - t0);
-    let mut t = (t0 / step).ceil() * step;
-    while t <= t1 {
+    let first = (t0 / step).ceil() * step;
+    // Counted, not accumulated: at times beyond 2^53 s adding the step changes nothing, and a
+    // `t += step` loop would never end.
+    for k in 0..=MAX_TIME_LABELS {
+        let t = first + f64::from(k) * step;
+        if t > t1 {
+            break;
+        }
         // Adding 0.0 turns -0.0 into 0.0 for the label.
         writeln!(s, r#"<text x="{}" y="{axis_y}" text-anchor="middle">{:.0} {unit}</text>"#, x(t), t / unit_s + 0.0)?;
-        t += step;
     }
     writeln!(
         s,
@@ -180,6 +211,29 @@ fn draw(chart: &Chart, s: &mut String) -> fmt::Result {
     s.push_str("</svg>\n");
     Ok(())
 }
+
+/// One line drawn per VM panel, where any point has its figure.
+#[derive(Clone, Copy)]
+struct Series {
+    class: &'static str,
+    label: &'static str,
+    color: &'static str,
+    dash: &'static str,
+    value: fn(&Point) -> Option<f64>,
+}
+
+const SERIES: [Series; 4] = [
+    Series { class: "size", label: "balloon size", color: SIZE_COLOR, dash: "", value: |p| p.size_mib },
+    Series { class: "free", label: "guest free", color: FREE_COLOR, dash: "", value: |p| p.free_mib },
+    Series {
+        class: "available",
+        label: "guest available",
+        color: AVAILABLE_COLOR,
+        dash: "",
+        value: |p| p.available_mib,
+    },
+    Series { class: "rss", label: "QEMU RSS", color: RSS_COLOR, dash: "3,2", value: |p| p.rss_mib },
+];
 
 /// The chart as an SVG document.
 pub fn svg(chart: &Chart) -> String {
@@ -247,6 +301,8 @@ pub fn thin(points: &[Point], max: usize) -> Vec<Point> {
             t_s: chunk[0].t_s,
             size_mib: chunk.iter().rev().find_map(|p| p.size_mib),
             free_mib: chunk.iter().filter_map(|p| p.free_mib).reduce(f64::min),
+            available_mib: chunk.iter().filter_map(|p| p.available_mib).reduce(f64::min),
+            rss_mib: chunk.iter().rev().find_map(|p| p.rss_mib),
         })
         .collect()
 }
@@ -288,6 +344,8 @@ impl std::error::Error for PlotError {}
 #[derive(Deserialize)]
 struct JsonRound {
     elapsed_ms: u64,
+    #[serde(default)]
+    host_available_kib: Option<u64>,
     vms: Vec<JsonVm>,
 }
 
@@ -297,6 +355,11 @@ struct JsonVm {
     actual_kib: Option<u64>,
     max_kib: Option<u64>,
     free_now_kib: Option<u64>,
+    /// MemAvailable (libvirt's name; `available_kib` in the JSON is MemTotal).
+    #[serde(default)]
+    usable_kib: Option<u64>,
+    #[serde(default)]
+    rss_kib: Option<u64>,
     #[serde(default)]
     applied: Option<String>,
     #[serde(default)]
@@ -334,6 +397,7 @@ pub fn from_json_lines(input: impl BufRead, threshold_mib: u64) -> std::io::Resu
     let (mut grows, mut shrinks, mut failed) = (0u64, 0u64, 0u64);
     let mut y_max_kib = 0u64;
     let mut last_t = 0.0;
+    let mut host_available = Vec::new();
     for (i, line) in input.lines().enumerate() {
         let line = line?;
         if line.trim().is_empty() {
@@ -350,6 +414,9 @@ pub fn from_json_lines(input: impl BufRead, threshold_mib: u64) -> std::io::Resu
         rounds += 1;
         let t_s = to_f64(round.elapsed_ms) / 1000.0;
         last_t = t_s;
+        if let Some(host) = round.host_available_kib {
+            host_available.push((t_s, kib_to_mib_f(host)));
+        }
         for vm in round.vms {
             let at = match panels.iter().position(|p| p.title == vm.name) {
                 Some(at) => at,
@@ -364,6 +431,8 @@ pub fn from_json_lines(input: impl BufRead, threshold_mib: u64) -> std::io::Resu
                 t_s,
                 size_mib: vm.actual_kib.filter(|a| *a > 0).map(kib_to_mib_f),
                 free_mib: vm.free_now_kib.map(kib_to_mib_f),
+                available_mib: vm.usable_kib.map(kib_to_mib_f),
+                rss_mib: vm.rss_kib.map(kib_to_mib_f),
             });
             match (vm.action.as_deref(), vm.applied.as_deref()) {
                 (Some("grow"), Some("done")) => grows += 1,
@@ -389,6 +458,13 @@ pub fn from_json_lines(input: impl BufRead, threshold_mib: u64) -> std::io::Resu
         threshold_mib: Some(to_f64(threshold_mib)),
         origin_s: None,
         footer: "MiB per VM; time since the daemon started; free memory as the policy judged it".to_owned(),
+        // The host's figure is far above a VM's scale on a roomy host: drawn only where it
+        // fits the VMs' axis (a host held short), else it would flatten every VM's lines.
+        host_available: if host_available.iter().all(|(_, v)| *v <= kib_to_mib_f(y_max_kib)) {
+            host_available
+        } else {
+            Vec::new()
+        },
     };
     Ok(FromJson { chart, rounds, skipped, first_skipped })
 }
@@ -458,12 +534,25 @@ mod tests {
                 t_s: f64::from(i),
                 size_mib: Some(f64::from(i)),
                 free_mib: Some(if i == 7 { 1.0 } else { 50.0 }),
+                available_mib: None,
+                rss_mib: None,
             })
             .collect();
         let thinned = thin(&points, 5);
         assert_eq!(thinned.len(), 5);
-        assert_eq!(thinned[3], Point { t_s: 6.0, size_mib: Some(7.0), free_mib: Some(1.0) });
+        assert_eq!(
+            thinned[3],
+            Point { t_s: 6.0, size_mib: Some(7.0), free_mib: Some(1.0), available_mib: None, rss_mib: None }
+        );
         assert_eq!(thin(&points, 10), points);
+    }
+
+    #[test]
+    fn a_huge_elapsed_time_draws_a_finite_axis() {
+        let line = br#"{"elapsed_ms":18446744073709551615,"vms":[]}"#;
+        let parsed = from_json_lines(&line[..], 100).unwrap();
+        let svg = svg(&parsed.chart);
+        assert!(svg.len() < 100_000, "{} bytes", svg.len());
     }
 
     #[test]

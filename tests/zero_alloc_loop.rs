@@ -172,8 +172,8 @@ fn a_hundred_bulk_rounds_over_a_real_guest_allocate_nothing_after_warm_up() {
     // stats period), so stats are stale only after 3 s without news, as with the default
     // of 4 rounds at a 1 s interval; otherwise the VM flaps between stale and served.
     let policy = PolicyConfig { stale_ticks: 30, ..PolicyConfig::DEFAULT };
-    let mut c = Coordinator::new(policy, options, backend, host)
-        .with_json_output(Box::new(CountingSink(Arc::clone(&json))));
+    let mut c =
+        Coordinator::new(policy, options, backend, host).with_json_output(Box::new(CountingSink(Arc::clone(&json))));
     for _ in 0..3 {
         c.tick();
         std::thread::sleep(Duration::from_millis(1000));
@@ -189,7 +189,8 @@ fn a_hundred_bulk_rounds_over_a_real_guest_allocate_nothing_after_warm_up() {
         assert_eq!(round, Round::Served(1));
         allocations = (allocations.0 + n, allocations.1 + bytes);
         if n > 0 {
-            allocating_rounds.push(format!("round {i}: {n} allocation(s), {bytes} bytes; it logged:\n{}", log_since(log_before)));
+            allocating_rounds
+                .push(format!("round {i}: {n} allocation(s), {bytes} bytes; it logged:\n{}", log_since(log_before)));
         }
         // Uncounted: the wait between rounds, so that the guest reports fresh figures.
         std::thread::sleep(Duration::from_millis(100));

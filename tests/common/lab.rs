@@ -145,7 +145,24 @@ pub struct LibvirtGuest {
 impl LibvirtGuest {
     /// Starts `name` with `max_mib` of memory and `current_mib` ballooned in.
     pub fn start(image: &GuestImage, name: &str, max_mib: u64, current_mib: u64) -> LibvirtGuest {
+        LibvirtGuest::start_with_disk(image, name, max_mib, current_mib, None)
+    }
+
+    /// As [`LibvirtGuest::start`], with `disk` (a raw image file) as the guest's `/dev/vda`.
+    pub fn start_with_disk(
+        image: &GuestImage,
+        name: &str,
+        max_mib: u64,
+        current_mib: u64,
+        disk: Option<&Path>,
+    ) -> LibvirtGuest {
         let dir = tempfile::Builder::new().prefix("mc-lab-").tempdir().unwrap();
+        let disk = disk.map_or(String::new(), |d| {
+            format!(
+                "<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='{}'/><target dev='vda' bus='virtio'/></disk>\n    ",
+                d.display()
+            )
+        });
         let xml = format!(
             "<domain type='qemu'>
   <name>{name}</name>
@@ -160,7 +177,7 @@ impl LibvirtGuest {
   </os>
   <on_reboot>destroy</on_reboot>
   <devices>
-    <serial type='file'><source path='{dir}/console.log'/><target port='0'/></serial>
+    {disk}<serial type='file'><source path='{dir}/console.log'/><target port='0'/></serial>
     <serial type='unix'><source mode='bind' path='{dir}/cmd.sock'/><target port='1'/></serial>
     <memballoon model='virtio'/>
   </devices>
@@ -234,7 +251,11 @@ pub fn booted_libvirt_guest(test: &str, name: &str, max_mib: u64, current_mib: u
     let target_kib = current_mib * 1024;
     let deadline = Instant::now() + Duration::from_secs(60);
     while guest.memstat("actual").is_none_or(|kib| kib.abs_diff(target_kib) > 4096) {
-        assert!(Instant::now() < deadline, "{name}: the balloon never reached {current_mib} MiB: {:?}", guest.memstat("actual"));
+        assert!(
+            Instant::now() < deadline,
+            "{name}: the balloon never reached {current_mib} MiB: {:?}",
+            guest.memstat("actual")
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     Some(guest)
@@ -252,6 +273,18 @@ impl QemuGuest {
     /// of `qmp_sockets` (paths), console and command port in `dir`. The caller balloons it
     /// down to its start size.
     pub fn start(image: &GuestImage, name: &str, max_mib: u64, dir: &Path, qmp_sockets: &[PathBuf]) -> QemuGuest {
+        QemuGuest::start_with_disk(image, name, max_mib, dir, qmp_sockets, None)
+    }
+
+    /// As [`QemuGuest::start`], with `disk` (a raw image file) as the guest's `/dev/vda`.
+    pub fn start_with_disk(
+        image: &GuestImage,
+        name: &str,
+        max_mib: u64,
+        dir: &Path,
+        qmp_sockets: &[PathBuf],
+        disk: Option<&Path>,
+    ) -> QemuGuest {
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args([
             "-accel",
@@ -275,6 +308,9 @@ impl QemuGuest {
         .arg("-chardev")
         .arg(format!("socket,id=cmd,path={},server=on,wait=off", dir.join(format!("{name}.cmd")).display()))
         .args(["-serial", "chardev:cmd", "-device", "virtio-balloon-pci,id=balloon0"]);
+        if let Some(disk) = disk {
+            cmd.arg("-drive").arg(format!("file={},format=raw,if=virtio", disk.display()));
+        }
         for s in qmp_sockets {
             cmd.arg("-qmp").arg(format!("unix:{},server=on,wait=off", s.display()));
         }

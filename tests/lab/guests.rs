@@ -1,7 +1,8 @@
 //! The lab's guests on either backend, and the lab's own view of them: every second it samples
-//! each guest (balloon size, free memory) on a channel of its own (its own libvirt connection,
+//! each guest (balloon size, free and available memory, the QEMU's RSS) on a channel of its own (its own libvirt connection,
 //! or a second QMP monitor per QEMU), independent of the coordinator under test.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use memory_coordinator::libvirt::{Connection, ffi};
@@ -53,6 +54,12 @@ pub struct Sample {
     pub actual_mib: u64,
     /// Guest MemFree; `None` until the guest reported stats.
     pub unused_mib: Option<u64>,
+    /// Guest MemAvailable (free plus reclaimable page cache): libvirt's `usable`, QMP's
+    /// `stat-available-memory`; `None` until the guest reported it.
+    pub available_mib: Option<u64>,
+    /// What the host backs for this guest: the QEMU process's RSS (libvirt's `rss` stat, or
+    /// VmRSS in /proc/PID/status of the bare QEMU).
+    pub rss_mib: Option<u64>,
 }
 
 /// The guests of one run.
@@ -80,8 +87,10 @@ struct QomGet<'a> {
 }
 
 impl Guests {
-    /// Boots `names` (max 2048 MiB, started at 512 MiB) and waits until each is up.
-    pub fn boot(kind: BackendKind, image: &GuestImage, names: &[String]) -> Guests {
+    /// Boots `names` (max 2048 MiB, started at 512 MiB) and waits until each is up. `disks[i]`,
+    /// where given, is guest i's `/dev/vda` (a raw image file).
+    pub fn boot(kind: BackendKind, image: &GuestImage, names: &[String], disks: &[Option<PathBuf>]) -> Guests {
+        let disk = |i: usize| disks.get(i).and_then(Option::as_deref);
         let guests = match kind {
             BackendKind::Libvirt | BackendKind::None => {
                 lab::libvirtd_up();
@@ -89,7 +98,11 @@ impl Guests {
                     lab::virsh(&["destroy", stale]);
                 }
                 lab::assert_no_foreign_guests(names);
-                let guests = names.iter().map(|n| LibvirtGuest::start(image, n, MAX_MIB, START_MIB)).collect();
+                let guests = names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| LibvirtGuest::start_with_disk(image, n, MAX_MIB, START_MIB, disk(i)))
+                    .collect();
                 let watch = Connection::open("qemu:///system").expect("the lab's own libvirt connection");
                 Guests::Libvirt { guests, watch }
             }
@@ -99,12 +112,13 @@ impl Guests {
                 std::fs::create_dir(dir.path().join("watch")).unwrap();
                 let guests: Vec<QemuGuest> = names
                     .iter()
-                    .map(|n| {
+                    .enumerate()
+                    .map(|(i, n)| {
                         let sockets = [
                             dir.path().join("vms").join(format!("{n}.sock")),
                             dir.path().join("watch").join(format!("{n}.mon")),
                         ];
-                        QemuGuest::start(image, n, MAX_MIB, dir.path(), &sockets)
+                        QemuGuest::start_with_disk(image, n, MAX_MIB, dir.path(), &sockets, disk(i))
                     })
                     .collect();
                 let watch = names
@@ -203,21 +217,24 @@ impl Guests {
                     Sample {
                         actual_mib: stats.get(ffi::VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON).unwrap_or(0) / 1024,
                         unused_mib: stats.get(ffi::VIR_DOMAIN_MEMORY_STAT_UNUSED).map(|k| k / 1024),
+                        available_mib: stats.get(ffi::VIR_DOMAIN_MEMORY_STAT_USABLE).map(|k| k / 1024),
+                        rss_mib: stats.get(ffi::VIR_DOMAIN_MEMORY_STAT_RSS).map(|k| k / 1024),
                     }
                 })
                 .collect(),
-            Guests::Qmp { watch, .. } => watch
+            Guests::Qmp { watch, guests, .. } => watch
                 .iter_mut()
-                .map(|w| {
+                .zip(guests.iter())
+                .map(|(w, g)| {
                     let actual = w.execute::<_, BalloonInfo>("query-balloon", None::<()>).map(|b| b.actual / MIB);
                     let get = QomGet { path: "/machine/peripheral/balloon0", property: "guest-stats" };
                     let stats = w.execute::<_, GuestStats>("qom-get", Some(get)).ok();
+                    let stats = stats.filter(|s| s.last_update > 0);
                     Sample {
                         actual_mib: actual.unwrap_or(0),
-                        unused_mib: stats
-                            .filter(|s| s.last_update > 0)
-                            .and_then(|s| stat_kib(s.stats.free_memory))
-                            .map(|k| k / 1024),
+                        unused_mib: stats.and_then(|s| stat_kib(s.stats.free_memory)).map(|k| k / 1024),
+                        available_mib: stats.and_then(|s| stat_kib(s.stats.available_memory)).map(|k| k / 1024),
+                        rss_mib: vm_rss_kib(g.child.id()).map(|k| k / 1024),
                     }
                 })
                 .collect(),
@@ -227,10 +244,18 @@ impl Guests {
     /// The coordinator's command line for this backend (after `INTERVAL`).
     pub fn coordinator_args(&self) -> Vec<String> {
         match self {
-            Guests::Libvirt { .. } => vec![],
+            // Only the lab's guests: a guest of another test left on the same libvirtd (the
+            // lab lock keeps them apart, but a hung test can leave one running) is not ours.
+            Guests::Libvirt { .. } => vec!["--domains".into(), "aos_vm*".into()],
             Guests::Qmp { dir, .. } => vec!["--qmp".into(), format!("{}/vms/*.sock", dir.path().display())],
         }
     }
+}
+
+/// VmRSS of process `pid` in KiB, from /proc/PID/status.
+pub fn vm_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn find_domain(conn: &Connection, name: &str) -> Option<memory_coordinator::libvirt::Domain> {

@@ -4,8 +4,10 @@
 //!
 //! ```text
 //! cargo test --release --test lab -- demo              T1 on libvirt, 4 guests, live table, plot
-//! cargo test --release --test lab -- e2e               T1, T2, T3 on libvirt and QMP, asserted
-//! cargo test --release --test lab -- e2e --short       T1 with 2 guests on each backend (CI)
+//! cargo test --release --test lab -- e2e               T1, T2, T3, HS, PC, RE on libvirt and QMP, asserted
+//! cargo test --release --test lab -- e2e HS PC         only the scenarios named, on both backends
+//! cargo test --release --test lab -- e2e --backend qmp HS   ... and only on that backend
+//! cargo test --release --test lab -- e2e --short       T1 with 2 guests on each backend, PC on libvirt (CI)
 //! cargo test --release --test lab -- run T3 qmp [--guests N] [--table]
 //! cargo test --release --test lab -- publish           copy plots and scores into tests/lab/results
 //! ```
@@ -19,6 +21,7 @@
 #[path = "../common/daemon.rs"]
 mod daemon;
 mod guests;
+mod hold;
 #[allow(dead_code)]
 #[path = "../common/lab.rs"]
 mod lab;
@@ -39,6 +42,8 @@ struct Args {
     guests: Option<usize>,
     table: bool,
     short: bool,
+    /// `e2e --backend B`: only that backend.
+    backend: Option<BackendKind>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -50,6 +55,7 @@ fn parse_args() -> Result<Args, String> {
         guests: None,
         table: false,
         short: false,
+        backend: None,
     };
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -63,6 +69,10 @@ fn parse_args() -> Result<Args, String> {
                 parsed.guests = Some(n);
             }
             "--table" => parsed.table = true,
+            "--backend" => {
+                let b = args.next().ok_or("--backend needs libvirt or qmp")?;
+                parsed.backend = Some(BackendKind::parse(&b).ok_or(format!("--backend {b}: libvirt, qmp or none"))?);
+            }
             "--short" => parsed.short = true,
             // What cargo's test runner may pass along.
             "--nocapture" | "--quiet" | "-q" | "--test-threads" => {}
@@ -135,33 +145,46 @@ fn main() -> ExitCode {
     };
     let plan: Vec<(ScenarioName, BackendKind, usize, bool)> = match args.command.as_str() {
         "demo" => vec![(ScenarioName::T1, BackendKind::Libvirt, args.guests.unwrap_or(4), true)],
-        "e2e" if args.short => {
-            let n = args.guests.unwrap_or(2);
-            vec![
-                (ScenarioName::T1, BackendKind::Libvirt, n, args.table),
-                (ScenarioName::T1, BackendKind::Qmp, n, args.table),
-            ]
-        }
         "e2e" => {
-            let n = args.guests.unwrap_or(4);
-            let mut plan = Vec::new();
-            for backend in [BackendKind::Libvirt, BackendKind::Qmp] {
-                for scenario in [ScenarioName::T1, ScenarioName::T2, ScenarioName::T3] {
-                    plan.push((scenario, backend, n, args.table));
-                }
+            // `e2e HS PC`: only the scenarios named (an unknown name is a usage error).
+            let mut only = Vec::new();
+            for name in &args.rest {
+                let Some(s) = ScenarioName::parse(name) else {
+                    eprintln!("lab: unknown scenario {name:?}: T1 T2 T3 HS PC RE");
+                    return ExitCode::from(2);
+                };
+                only.push(s);
             }
-            plan
+            let wanted = |s: ScenarioName| only.is_empty() || only.contains(&s);
+            let plan: Vec<_> = if args.short {
+                // What CI runs, within about 10 minutes: T1 on each backend, PC on libvirt.
+                let n = args.guests.unwrap_or(2);
+                vec![
+                    (ScenarioName::T1, BackendKind::Libvirt, n, args.table),
+                    (ScenarioName::T1, BackendKind::Qmp, n, args.table),
+                    (ScenarioName::PC, BackendKind::Libvirt, n, args.table),
+                ]
+            } else {
+                let n = args.guests.unwrap_or(4);
+                [BackendKind::Libvirt, BackendKind::Qmp]
+                    .into_iter()
+                    .flat_map(|b| scenario::ALL.into_iter().map(move |s| (s, b, n, args.table)))
+                    .collect()
+            };
+            plan.into_iter().filter(|(s, b, ..)| wanted(*s) && args.backend.is_none_or(|w| w == *b)).collect()
         }
         "run" => {
             let scenario = args.rest.first().and_then(|s| ScenarioName::parse(s));
             let backend = args.rest.get(1).and_then(|s| BackendKind::parse(s));
             let (Some(scenario), Some(backend)) = (scenario, backend) else {
-                eprintln!("lab: usage: run T1|T2|T3 libvirt|qmp|none [--guests N] [--table]");
+                eprintln!("lab: usage: run T1|T2|T3|HS|PC|RE libvirt|qmp|none [--guests N] [--table]");
                 return ExitCode::from(2);
             };
             vec![(scenario, backend, args.guests.unwrap_or(4), args.table)]
         }
         "publish" => return publish(&args.out),
+        // The host hold's helper process (hold.rs), started by the lab itself.
+        "__hold" => return hold::child_main(args.rest.first().map_or("", String::as_str)),
         "" => {
             // `cargo test` with no arguments (this target is not run by default): say how.
             println!("lab: nothing to do; see tests/lab/main.rs (demo, e2e, run)");

@@ -1,6 +1,7 @@
 //! The SVG of one run, drawn by the library's renderer (`memory_coordinator::plot`, which
-//! `memory_coordinator plot` uses too): per guest, balloon size and free memory over time, the
-//! 100 MiB starvation threshold, the workload start, workload ends and OOM kills.
+//! `memory_coordinator plot` uses too): per guest, balloon size, free and available memory and
+//! the QEMU's RSS over time, the 100 MiB starvation threshold, the workload start, workload
+//! ends and OOM kills; the host's MemAvailable where a scenario holds the host short.
 
 use memory_coordinator::plot::{self, Chart, Mark, Panel, Point};
 
@@ -24,6 +25,8 @@ pub fn svg(run: &Run, scores: &Scores) -> String {
                         t_s: t.t_s,
                         size_mib: Some(g.actual_mib as f64).filter(|v| *v > 0.0),
                         free_mib: g.unused_mib.map(|v| v as f64),
+                        available_mib: g.available_mib.map(|v| v as f64),
+                        rss_mib: g.rss_mib.map(|v| v as f64),
                     }
                 })
                 .collect();
@@ -57,6 +60,12 @@ pub fn svg(run: &Run, scores: &Scores) -> String {
         origin_s: Some(0.0),
         footer: "MiB per guest; time from the workload start (dotted line), when every guest was set to 512 MiB"
             .to_owned(),
+        // Host MemAvailable, on the guests' MiB scale, where a scenario holds the host short.
+        host_available: if run.hold.is_some() {
+            run.ticks.iter().map(|t| (t.t_s, t.host_available_mib as f64)).collect()
+        } else {
+            Vec::new()
+        },
     };
     plot::svg(&chart)
 }

@@ -7,12 +7,55 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use crate::guests::MAX_MIB;
-use crate::scenario::Run;
+use crate::hold::VALVE_MIB;
+use crate::scenario::{RestoreReport, Run, ScenarioName};
 
 /// The course's starvation threshold.
 const STARVING_MIB: u64 = 100;
 /// "Back within 300 MiB unused" after the consumer freed.
 const RECOVERED_MIB: u64 = 300;
+/// HS: the host's MemAvailable must stay at or above the coordinator's default reserve.
+const HOST_MIN_TARGET_MIB: u64 = 200;
+/// HS: every consumer's peak balloon within this share of the largest peak.
+const PEAK_SPREAD_MAX_PCT: f64 = 25.0;
+/// PC: a tick where the cache guest shows its cache: MemFree below the starvation threshold
+/// (the course's rule would call it starving) while MemAvailable is at least this much higher.
+const CACHE_MARGIN_MIB: u64 = 100;
+/// PC: ticks of that kind needed to call the scenario's path reached.
+const CACHE_TICKS_MIN: usize = 3;
+
+/// HS: sharing a host that is short.
+#[derive(Debug, Serialize)]
+pub struct HostShortScores {
+    /// What the hold left, and the lowest host MemAvailable the valve saw (every 50 ms).
+    pub host_after_hold_mib: u64,
+    pub host_min_mib: u64,
+    pub valve_fired: bool,
+    pub valve_fired_at_s: Option<f64>,
+    /// Peaks are taken until the first consumer ended or the valve fired (after that, memory
+    /// set free by an ended consumer or the hold is no longer a share of the same shortage).
+    pub peaks_until_s: Option<f64>,
+    pub peak_mib: BTreeMap<String, u64>,
+    /// (largest peak - smallest peak) / largest peak.
+    pub peak_spread_pct: f64,
+}
+
+/// PC: a guest full of page cache beside a consumer.
+#[derive(Debug, Serialize)]
+pub struct CacheScores {
+    pub cache_guest: String,
+    /// Grows of the cache guest before the coordinator's first pressure round (or in the whole
+    /// run without one): it has cache to give, so it never needs more.
+    pub grows_before_pressure: usize,
+    pub grows_total: usize,
+    /// Ticks with MemFree < 100 MiB and MemAvailable >= MemFree + 100 MiB in the cache guest.
+    pub cached_ticks: usize,
+    pub min_free_mib: Option<u64>,
+    pub max_available_mib: Option<u64>,
+    /// The cache guest's balloon at the workload start and its smallest size after.
+    pub start_mib: Option<u64>,
+    pub min_actual_mib: Option<u64>,
+}
 
 #[derive(Debug, Serialize)]
 pub struct Scores {
@@ -32,6 +75,11 @@ pub struct Scores {
     pub course_consumers: usize,
     /// Mean free memory over guests and seconds (after the workload start).
     pub mean_unused_mib: f64,
+    /// Lowest guest MemAvailable while below max, and its mean (as the two above).
+    pub min_available_below_max_mib: Option<u64>,
+    pub mean_available_mib: Option<f64>,
+    /// Each guest's largest QEMU RSS (what the host backed for it), where reported.
+    pub peak_rss_mib: BTreeMap<String, u64>,
     /// Seconds from the last workload's end until every guest was within 300 MiB free.
     pub recovery_s: Option<f64>,
     /// The largest single release, as a share of that guest's excess (free minus 100 MiB).
@@ -45,6 +93,15 @@ pub struct Scores {
     pub exit_after_sigint_ms: Option<u64>,
     pub workload_seconds: f64,
     pub timed_out: bool,
+    /// Rounds in which the coordinator took memory under pressure / left a VM short.
+    pub pressure_rounds: usize,
+    pub short_rounds: usize,
+    pub host_short: Option<HostShortScores>,
+    /// Any held scenario: the hold and its valve.
+    pub valve_fired_at_s: Option<f64>,
+    pub hold: Option<crate::hold::HoldReport>,
+    pub page_cache: Option<CacheScores>,
+    pub restore: Option<RestoreReport>,
 }
 
 pub fn compute(run: &Run, course_consumers: &[usize]) -> Scores {
@@ -65,6 +122,23 @@ pub fn compute(run: &Run, course_consumers: &[usize]) -> Scores {
                     }
                 }
             }
+        }
+    }
+    let mut avail_min: Option<u64> = None;
+    let (mut avail_sum, mut avail_n) = (0u64, 0u64);
+    for s in during.iter().flat_map(|t| &t.guests) {
+        if let Some(a) = s.available_mib {
+            avail_sum += a;
+            avail_n += 1;
+            if s.actual_mib < MAX_MIB {
+                avail_min = Some(avail_min.map_or(a, |m| m.min(a)));
+            }
+        }
+    }
+    let mut peak_rss = BTreeMap::new();
+    for (i, name) in run.names.iter().enumerate() {
+        if let Some(r) = run.ticks.iter().filter_map(|t| t.guests[i].rss_mib).max() {
+            peak_rss.insert(name.clone(), r);
         }
     }
     let mut peak = BTreeMap::new();
@@ -122,6 +196,71 @@ pub fn compute(run: &Run, course_consumers: &[usize]) -> Scores {
         exit_after_sigint_ms: run.exit_after_sigint_ms,
         workload_seconds,
         timed_out: run.timed_out,
+        min_available_below_max_mib: avail_min,
+        mean_available_mib: (avail_n > 0).then(|| avail_sum as f64 / avail_n as f64),
+        peak_rss_mib: peak_rss,
+        pressure_rounds: run.pressure_rounds,
+        short_rounds: run.short_rounds,
+        host_short: (run.scenario == ScenarioName::HS).then(|| host_short(run, course_consumers)),
+        valve_fired_at_s: run.hold.as_ref().and_then(|h| h.valve_fired_at_s),
+        hold: run.hold.clone(),
+        page_cache: run.cache_guest.map(|i| page_cache(run, i)),
+        restore: run.restore.clone(),
+    }
+}
+
+fn host_short(run: &Run, consumers: &[usize]) -> HostShortScores {
+    let hold = run.hold.clone().unwrap_or_default();
+    let first_end =
+        run.ends.iter().filter_map(|e| e.at_s).fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.min(t))));
+    let until = match (first_end, hold.valve_fired_at_s) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let mut peak_mib = BTreeMap::new();
+    for &i in consumers {
+        let p = run
+            .ticks
+            .iter()
+            .filter(|t| t.t_s >= 0.0 && until.is_none_or(|u| t.t_s <= u))
+            .map(|t| t.guests[i].actual_mib)
+            .max()
+            .unwrap_or(0);
+        peak_mib.insert(run.names[i].clone(), p);
+    }
+    let hi = peak_mib.values().copied().max().unwrap_or(0);
+    let lo = peak_mib.values().copied().min().unwrap_or(0);
+    HostShortScores {
+        host_after_hold_mib: hold.host_after_hold_mib,
+        host_min_mib: hold.host_min_mib,
+        valve_fired: hold.valve_fired_at_s.is_some(),
+        valve_fired_at_s: hold.valve_fired_at_s,
+        peaks_until_s: until,
+        peak_mib,
+        peak_spread_pct: if hi == 0 { 0.0 } else { (hi - lo) as f64 / hi as f64 * 100.0 },
+    }
+}
+
+fn page_cache(run: &Run, i: usize) -> CacheScores {
+    let name = &run.names[i];
+    let grows: Vec<f64> =
+        run.actions.iter().filter(|a| a.grow && &a.guest == name && a.t_s >= 0.0).map(|a| a.t_s).collect();
+    let during: Vec<_> = run.ticks.iter().filter(|t| t.t_s >= 0.0).map(|t| t.guests[i]).collect();
+    CacheScores {
+        cache_guest: name.clone(),
+        grows_before_pressure: grows.iter().filter(|t| run.first_pressure_s.is_none_or(|p| **t < p)).count(),
+        grows_total: grows.len(),
+        cached_ticks: during
+            .iter()
+            .filter(|s| match (s.unused_mib, s.available_mib) {
+                (Some(f), Some(a)) => f < STARVING_MIB && a >= f + CACHE_MARGIN_MIB,
+                _ => false,
+            })
+            .count(),
+        min_free_mib: during.iter().filter_map(|s| s.unused_mib).min(),
+        max_available_mib: during.iter().filter_map(|s| s.available_mib).max(),
+        start_mib: during.first().map(|s| s.actual_mib),
+        min_actual_mib: during.iter().map(|s| s.actual_mib).filter(|a| *a > 0).min(),
     }
 }
 
@@ -148,6 +287,18 @@ impl Scores {
         let peaks: Vec<String> = self.peak_actual_mib.iter().map(|(n, p)| format!("{n} {p}")).collect();
         writeln!(s, "  peak balloon (MiB)        {}", peaks.join(", ")).unwrap();
         writeln!(s, "  mean free                 {:.0} MiB", self.mean_unused_mib).unwrap();
+        writeln!(
+            s,
+            "  guest available           mean {}, lowest below max {}",
+            self.mean_available_mib.map_or("-".into(), |m| format!("{m:.0} MiB")),
+            self.min_available_below_max_mib.map_or("-".into(), |m| format!("{m} MiB"))
+        )
+        .unwrap();
+        let rss: Vec<String> = self.peak_rss_mib.iter().map(|(n, p)| format!("{n} {p}")).collect();
+        writeln!(s, "  peak QEMU RSS (MiB)       {}", if rss.is_empty() { "-".into() } else { rss.join(", ") })
+            .unwrap();
+        writeln!(s, "  pressure rounds           {} (a VM left short in {})", self.pressure_rounds, self.short_rounds)
+            .unwrap();
         writeln!(s, "  back within 300 MiB free  {} after the last workload ended", opt(self.recovery_s, "s")).unwrap();
         writeln!(s, "  largest release           {:.1} % of that guest's excess", self.largest_release_share_pct)
             .unwrap();
@@ -160,9 +311,66 @@ impl Scores {
             self.coordinator_peak_rss_kib.map_or("-".into(), |r| format!("{} KiB", r))
         )
         .unwrap();
+        if let Some(h) = &self.host_short {
+            writeln!(
+                s,
+                "  host short                held to {} MiB; host MemAvailable min {} MiB (every 50 ms); valve {}",
+                h.host_after_hold_mib,
+                h.host_min_mib,
+                h.valve_fired_at_s.map_or("not fired".into(), |t| format!("FIRED at {t:.0} s"))
+            )
+            .unwrap();
+            let peaks: Vec<String> = h.peak_mib.iter().map(|(n, p)| format!("{n} {p}")).collect();
+            writeln!(
+                s,
+                "  consumer peaks (MiB)      {} until {}: spread {:.0} %",
+                peaks.join(", "),
+                h.peaks_until_s.map_or("the end".into(), |t| format!("{t:.0} s")),
+                h.peak_spread_pct
+            )
+            .unwrap();
+        }
+        if let (None, Some(h)) = (&self.host_short, &self.hold) {
+            writeln!(
+                s,
+                "  host held                 to {} MiB; host MemAvailable min {} MiB (every 50 ms); valve {}",
+                h.host_after_hold_mib,
+                h.host_min_mib,
+                h.valve_fired_at_s.map_or("not fired".into(), |t| format!("FIRED at {t:.0} s"))
+            )
+            .unwrap();
+        }
+        if let Some(c) = &self.page_cache {
+            writeln!(
+                s,
+                "  cache guest               {}: {} grows before pressure ({} in all); {} s with free < 100 MiB and available >= free + 100 MiB",
+                c.cache_guest, c.grows_before_pressure, c.grows_total, c.cached_ticks
+            )
+            .unwrap();
+            writeln!(
+                s,
+                "  cache guest figures       free min {}, available max {}, balloon {} -> min {}",
+                c.min_free_mib.map_or("-".into(), |m| format!("{m} MiB")),
+                c.max_available_mib.map_or("-".into(), |m| format!("{m} MiB")),
+                c.start_mib.map_or("-".into(), |m| format!("{m} MiB")),
+                c.min_actual_mib.map_or("-".into(), |m| format!("{m} MiB"))
+            )
+            .unwrap();
+        }
+        if let Some(r) = &self.restore {
+            writeln!(
+                s,
+                "  restore                   {} of {} guests at max 2 s after SIGTERM; all at max {}",
+                r.at_max_after_2s,
+                r.guests,
+                r.all_at_max_after_s.map_or("not within 5 s".into(), |t| format!("after {t:.2} s"))
+            )
+            .unwrap();
+        }
         writeln!(
             s,
-            "  SIGINT                    exit {} after {} ms",
+            "  {:<25} exit {} after {} ms",
+            if self.restore.is_some() { "SIGTERM" } else { "SIGINT" },
             self.exit_code.map_or("-".into(), |c| c.to_string()),
             self.exit_after_sigint_ms.map_or("-".into(), |m| m.to_string())
         )
@@ -176,10 +384,64 @@ impl Scores {
         if !coordinated {
             return f;
         }
-        if self.oom_kills_before_max > 0 {
+        // A held host whose valve fired ran out of memory (whoever took the last of it): the
+        // run proves nothing about sharing a short host.
+        if let (None, Some(t)) = (&self.host_short, self.valve_fired_at_s) {
+            f.push(format!("the valve fired (host MemAvailable under {VALVE_MIB} MiB) at {t:.0} s"));
+        }
+        // HS: consumers are expected to be OOM-killed once the fair shares are used up, so
+        // neither OOM kills nor consumers at max are asserted; the host and the fairness are.
+        let hs = self.host_short.is_some();
+        if self.oom_kills_before_max > 0 && !hs {
             f.push(format!("{} OOM kill(s) before a guest reached its max", self.oom_kills_before_max));
         }
-        if self.consumers_at_max < self.course_consumers {
+        if let Some(h) = &self.host_short {
+            if h.valve_fired {
+                f.push(format!(
+                    "the valve fired (host MemAvailable under {VALVE_MIB} MiB) at {:?} s",
+                    h.valve_fired_at_s
+                ));
+            }
+            if h.host_min_mib < HOST_MIN_TARGET_MIB {
+                f.push(format!("host MemAvailable fell to {} MiB (at least {HOST_MIN_TARGET_MIB})", h.host_min_mib));
+            }
+            if h.peak_spread_pct > PEAK_SPREAD_MAX_PCT {
+                f.push(format!(
+                    "consumer peaks {:?} differ by {:.0} % (at most {PEAK_SPREAD_MAX_PCT} %)",
+                    h.peak_mib, h.peak_spread_pct
+                ));
+            }
+            // The scenario must have reached the path it is about.
+            if self.pressure_rounds + self.short_rounds == 0 {
+                f.push("the coordinator never reached its pressure path (no pressure or short VM in its JSON)".into());
+            }
+        }
+        if let Some(c) = &self.page_cache {
+            if c.grows_before_pressure > 0 {
+                f.push(format!(
+                    "the cache guest {} was grown {} time(s) before pressure",
+                    c.cache_guest, c.grows_before_pressure
+                ));
+            }
+            if c.cached_ticks < CACHE_TICKS_MIN {
+                f.push(format!(
+                    "the cache guest showed its cache (free < {STARVING_MIB} MiB, available >= free + {CACHE_MARGIN_MIB} MiB) in {} s only (at least {CACHE_TICKS_MIN})",
+                    c.cached_ticks
+                ));
+            }
+        }
+        // "Within a few seconds": the coordinator sends every target before it exits (tens of
+        // ms), but a TCG guest takes about 2.5 s to deflate 1.7 GiB (measured on QMP), so all
+        // guests must be at max within the 5 s watched; the 2 s figure is reported.
+        if let Some(r) = &self.restore
+            && r.all_at_max_after_s.is_none()
+        {
+            f.push(format!(
+                "restore: not every guest at max 5 s after SIGTERM ({:?} -> {:?} MiB)",
+                r.before_mib, r.after_mib
+            ));
+        }
+        if self.consumers_at_max < self.course_consumers && !hs {
             f.push(format!(
                 "only {} of {} course consumers reached {MAX_MIB} MiB",
                 self.consumers_at_max, self.course_consumers
@@ -191,7 +453,9 @@ impl Scores {
         if self.exit_after_sigint_ms.is_none_or(|ms| ms > 1000) {
             f.push(format!("the coordinator took {:?} ms to exit after SIGINT", self.exit_after_sigint_ms));
         }
-        if self.largest_release_share_pct > 25.0 + 0.5 {
+        // Under pressure the policy waives its band and may take more: asserted where the host
+        // is not held short.
+        if self.largest_release_share_pct > 25.0 + 0.5 && !hs && self.page_cache.is_none() {
             f.push(format!("a release of {:.1} % of a guest's excess (at most 25 %)", self.largest_release_share_pct));
         }
         if self.timed_out {

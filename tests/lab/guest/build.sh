@@ -1,6 +1,6 @@
 #!/bin/sh
 # Builds the lab guest from Debian packages: the Debian kernel, a busybox initramfs that loads
-# virtio_balloon, and our consumer program. Cached in OUT; rebuilt when these sources change.
+# virtio_balloon and virtio_blk, and our consumer program. Cached in OUT; rebuilt when these sources change.
 #   tests/lab/guest/build.sh [OUT]    (default target/lab/guest)
 # Needs: apt (with package lists), busybox-static, cpio, gcc (make deps installs them).
 set -eu
@@ -33,7 +33,9 @@ fi
 deb=$(ls "$OUT"/cache/"$kpkg"_*.deb | head -n 1)
 dpkg-deb -x "$deb" "$work/deb"
 cp "$work/deb"/boot/vmlinuz-* "$OUT/vmlinuz"
-for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_balloon; do
+# virtio_blk (the page-cache scenario's disk) depends on virtio and virtio_ring only
+# (modinfo -F depends), so it loads last like the balloon.
+for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_balloon virtio_blk; do
     cp "$(find "$work/deb/lib/modules" -name "$m.ko" | head -n 1)" "$work/root/lib/modules/"
 done
 cp "$busybox" "$work/root/bin/busybox"
