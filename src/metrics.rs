@@ -20,6 +20,7 @@ use std::fmt::{self, Write as _};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -179,6 +180,9 @@ impl FileTarget {
         // Paths shorter than 384 bytes are turned into C strings on the stack by std: no
         // allocation.
         let mut file = File::create(&self.tmp)?;
+        // Readable by node_exporter, which does not run as root, whatever the umask (the
+        // service's is 0077). fchmod: no allocation.
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
         file.write_all(text)?;
         drop(file);
         std::fs::rename(&self.tmp, &self.path)
