@@ -156,6 +156,19 @@ impl LibvirtGuest {
         current_mib: u64,
         disk: Option<&Path>,
     ) -> LibvirtGuest {
+        LibvirtGuest::start_custom(image, name, max_mib, current_mib, disk, "")
+    }
+
+    /// As [`LibvirtGuest::start_with_disk`], with `cmdline` added to the kernel command line
+    /// (e.g. `module_blacklist=virtio_balloon` for a guest without a balloon driver).
+    pub fn start_custom(
+        image: &GuestImage,
+        name: &str,
+        max_mib: u64,
+        current_mib: u64,
+        disk: Option<&Path>,
+        cmdline: &str,
+    ) -> LibvirtGuest {
         let dir = tempfile::Builder::new().prefix("mc-lab-").tempdir().unwrap();
         let disk = disk.map_or(String::new(), |d| {
             format!(
@@ -173,7 +186,7 @@ impl LibvirtGuest {
     <type arch='x86_64' machine='pc'>hvm</type>
     <kernel>{kernel}</kernel>
     <initrd>{initrd}</initrd>
-    <cmdline>console=ttyS0 panic=-1</cmdline>
+    <cmdline>console=ttyS0 panic=-1 {cmdline}</cmdline>
   </os>
   <on_reboot>destroy</on_reboot>
   <devices>
@@ -236,6 +249,18 @@ pub fn assert_no_foreign_guests(ours: &[String]) {
 /// For a test that drives the system libvirtd: `None` under MC_SKIP_LAB=1; otherwise builds
 /// the image, starts libvirtd, checks no foreign guest runs, starts `name` and waits until it
 /// has booted.
+/// The lab's guest image, libvirtd running, and no guest of another test in the way; `None`
+/// when the lab is skipped.
+pub fn lab_ready(test: &str) -> Option<GuestImage> {
+    if skip_lab(test) {
+        return None;
+    }
+    let image = guest_image();
+    libvirtd_up();
+    assert_no_foreign_guests(&[]);
+    Some(image)
+}
+
 pub fn booted_libvirt_guest(test: &str, name: &str, max_mib: u64, current_mib: u64) -> Option<LibvirtGuest> {
     if skip_lab(test) {
         return None;
