@@ -493,7 +493,10 @@ impl Scores {
         if self.largest_release_share_pct > 25.0 + 0.5 && !hs && self.page_cache.is_none() {
             f.push(format!("a release of {:.1} % of a guest's excess (at most 25 %)", self.largest_release_share_pct));
         }
-        if self.timed_out {
+        // HS asks for more than the host has (4 x 2 GiB on ~3 GiB): a consumer still rationed
+        // below its max when the time is up is the reserve holding, not a hang; its scores
+        // (host minimum, valve, peaks, pressure path) are asserted above.
+        if self.timed_out && !hs {
             f.push("the workloads did not end in time".into());
         }
         f
