@@ -477,6 +477,21 @@ fn memory_a_guest_freed_but_the_host_still_backs_is_no_debt() {
 }
 
 #[test]
+fn a_debt_is_never_more_than_the_guests_free_memory() {
+    // An overhead learnt at 512 MiB (95 MiB) gone stale while the balloon kept moving: the
+    // model alone says 285 - (211 - 95) = 169 MiB untouched, but only free pages can be
+    // untouched and the guest has 105 MiB free. Never below balloon size minus RSS, though.
+    let mut h = History::EMPTY;
+    let idle = backed(vm(285, 2048, 105, 10), 211);
+    run_settled(&cfg(), &snapshot(8192, &[idle]), &mut h);
+    h.vms[0].overhead_kib = Some(mib_to_kib(95));
+    let d = run(&cfg(), &snapshot(8192, &[backed(vm(285, 2048, 105, 11), 211)]), &mut h);
+    assert_eq!(d.vms[0].debt_kib, mib_to_kib(105));
+    let d = run(&cfg(), &snapshot(8192, &[backed(vm(285, 2048, 105, 12), 100)]), &mut h);
+    assert_eq!(d.vms[0].debt_kib, mib_to_kib(135), "balloon size minus RSS is the floor");
+}
+
+#[test]
 fn short_supply_is_shared_urgent_needs_first_then_equally() {
     // Two needy VMs, the host can give 100 MiB above its reserve line. VM0 starves at 20 MiB
     // free (urgent 80), VM1 has 90 MiB free (urgent 10): urgent needs come first (90 MiB),
