@@ -110,7 +110,8 @@ pub(super) fn floor_kib(config: &PolicyConfig, limits: &VmLimits, cap: u64) -> u
 /// assumed unbacked (the safe side).
 ///
 /// A page the guest uses or caches has been touched, so what the host does not back yet can
-/// only be among the guest's free pages (MemFree): the debt is capped there. The overhead
+/// only be among the guest's free pages it can still take: the debt is capped at MemFree, and
+/// at MemAvailable where that is lower. The overhead
 /// estimate is learnt at rest only, and a balloon that moves every round (under pressure) can
 /// leave it stale; seen on real guests: idle guests with 105 MiB free carried 175 MiB of debt
 /// each and starved a consumer while the host still had 625 MiB (lab scenario PC). The cap
@@ -120,7 +121,15 @@ pub(super) fn debt_kib(vm: &VmStats, h: &VmHistory) -> u64 {
         Some(rss) => {
             let modelled = vm.actual_kib.saturating_sub(rss.saturating_sub(h.overhead_kib.unwrap_or(0)));
             let at_least = vm.actual_kib.saturating_sub(rss);
-            vm.unused_kib.map_or(modelled, |free| modelled.min(free)).max(at_least)
+            // MemAvailable can be below MemFree: the kernel keeps its watermark reserve free
+            // for itself, and an application can never take it (an idle busybox guest here:
+            // MemFree 172 MiB, MemAvailable 105 MiB). Counting that reserve as debt cost a
+            // consumer its last 14 MiB with 619 MiB still on the host (lab PC on QMP).
+            let takeable = match (vm.unused_kib, vm.usable_kib) {
+                (Some(free), Some(available)) => Some(free.min(available)),
+                (free, available) => free.or(available),
+            };
+            takeable.map_or(modelled, |t| modelled.min(t)).max(at_least)
         }
         None => vm.unused_kib.unwrap_or(0).min(vm.actual_kib),
     }
