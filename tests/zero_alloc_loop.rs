@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::counting_alloc::{CountingAlloc, allocations_during};
+use common::counting_alloc::{CountingAlloc, allocations_during, info_logger_to_file};
 use common::lab;
 use common::test_driver::{COURSE_NODE, TestDomain, node_uri};
 use memory_coordinator::coordinator::{Backend, Coordinator, LoopOptions, Round};
@@ -58,22 +58,7 @@ fn log_since(from: u64) -> String {
 
 /// How many bytes the whole test process has logged (both tests share the logger).
 fn logged_bytes() -> u64 {
-    let file = LOG_FILE.get_or_init(|| {
-        // The logger is built as main.rs builds it (level Info, millisecond timestamps, no
-        // target, writing to stderr), and this process's stderr goes to a file: a test
-        // harness's captured output is a growing Vec, the daemon's stderr is not.
-        let file = tempfile::tempfile().unwrap();
-        // SAFETY: dup2 on two descriptors this process owns; fd 2 is replaced atomically.
-        #[allow(unsafe_code)]
-        let rc = unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&file), 2) };
-        assert_eq!(rc, 2, "dup2");
-        env_logger::Builder::new()
-            .filter_level(log::LevelFilter::Info)
-            .format_timestamp_millis()
-            .format_target(false)
-            .init();
-        file
-    });
+    let file = LOG_FILE.get_or_init(info_logger_to_file);
     file.metadata().unwrap().len()
 }
 

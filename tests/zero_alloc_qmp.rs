@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::counting_alloc::{CountingAlloc, allocations_during};
+use common::counting_alloc::{CountingAlloc, allocations_during, info_logger_to_file};
 use common::fake_qemu::{FakeQemu, Fault};
 use memory_coordinator::coordinator::{Coordinator, LoopOptions, Round};
 use memory_coordinator::host::HostMemory;
@@ -18,7 +18,7 @@ static ALLOC: CountingAlloc = CountingAlloc;
 
 #[test]
 fn a_hundred_rounds_over_qmp_allocate_nothing_after_warm_up() {
-    let log = logger_to_file();
+    let log = info_logger_to_file();
     let dir = tempfile::tempdir().unwrap();
     let peers = [
         FakeQemu::start(dir.path(), "vm1.sock", Some("aos_vm1"), Fault::None, 1024, 100),
@@ -70,21 +70,4 @@ fn a_hundred_rounds_over_qmp_allocate_nothing_after_warm_up() {
     assert_eq!(after.failed_actions, 0);
     assert!(logged > actions * 40, "each action logged a line: {logged} bytes");
     assert_eq!((allocations, bytes), (0, 0), "the steady-state QMP loop allocated");
-}
-
-/// The logger as main.rs builds it (level Info, millisecond timestamps, no target, writing to
-/// stderr), with this process's stderr sent to a file: a test harness's captured output is a
-/// growing Vec, the daemon's stderr is not. Returns the file, to see that lines were logged.
-fn logger_to_file() -> std::fs::File {
-    let file = tempfile::tempfile().unwrap();
-    // SAFETY: dup2 on two descriptors this process owns; fd 2 is replaced atomically.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&file), 2) };
-    assert_eq!(rc, 2, "dup2");
-    env_logger::Builder::new()
-        .filter_level(log::LevelFilter::Info)
-        .format_timestamp_millis()
-        .format_target(false)
-        .init();
-    file
 }

@@ -48,3 +48,21 @@ pub fn allocations_during<T>(f: impl FnOnce() -> T) -> (u64, u64, T) {
     let out = f();
     (ALLOCATIONS.with(Cell::get) - a0, BYTES.with(Cell::get) - b0, out)
 }
+
+/// The logger as main.rs builds it (level Info, millisecond timestamps, no target, writing to
+/// stderr), with this process's stderr sent to a temporary file: a test harness's captured
+/// output is a growing Vec, the daemon's stderr is not. Returns the file, to see what was
+/// logged. Once per process: it installs the global logger.
+pub fn info_logger_to_file() -> std::fs::File {
+    let file = tempfile::tempfile().unwrap();
+    // SAFETY: dup2 on two descriptors this process owns; fd 2 is replaced atomically.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&file), 2) };
+    assert_eq!(rc, 2, "dup2");
+    env_logger::Builder::new()
+        .filter_level(log::LevelFilter::Info)
+        .format_timestamp_millis()
+        .format_target(false)
+        .init();
+    file
+}

@@ -88,6 +88,24 @@ pub struct GuestModel {
 }
 
 impl GuestModel {
+    /// A guest of these sizes (bytes) that nothing has talked to yet.
+    fn new(actual: u64, max: u64, used: u64, reserved: u64) -> GuestModel {
+        GuestModel {
+            actual,
+            max,
+            used,
+            reserved,
+            polling_interval: 0,
+            balloon_calls: Vec::new(),
+            commands: Vec::new(),
+            connections: 0,
+            fault_fired: false,
+            churn: false,
+            samples: 0,
+            frozen_at: 0,
+        }
+    }
+
     fn total(&self) -> u64 {
         self.actual.saturating_sub(self.reserved)
     }
@@ -111,20 +129,7 @@ impl FakeQemu {
         }
         let listener = UnixListener::bind(&path).unwrap();
         listener.set_nonblocking(true).unwrap();
-        let guest = Arc::new(Mutex::new(GuestModel {
-            actual: actual_mib * MIB,
-            max: 2048 * MIB,
-            used: used_mib * MIB,
-            reserved: 80 * MIB,
-            polling_interval: 0,
-            balloon_calls: Vec::new(),
-            commands: Vec::new(),
-            connections: 0,
-            fault_fired: false,
-            churn: false,
-            samples: 0,
-            frozen_at: 0,
-        }));
+        let guest = Arc::new(Mutex::new(GuestModel::new(actual_mib * MIB, 2048 * MIB, used_mib * MIB, 80 * MIB)));
         let stop = Arc::new(AtomicBool::new(false));
         let connections = Arc::new(Mutex::new(Vec::new()));
         let (g, s, n, c) = (Arc::clone(&guest), Arc::clone(&stop), name.map(str::to_owned), Arc::clone(&connections));
@@ -159,20 +164,7 @@ impl FakeQemu {
             }
             drop(fd);
         });
-        let guest = GuestModel {
-            actual: 0,
-            max: 0,
-            used: 0,
-            reserved: 0,
-            polling_interval: 0,
-            balloon_calls: Vec::new(),
-            commands: Vec::new(),
-            connections: 0,
-            fault_fired: false,
-            churn: false,
-            samples: 0,
-            frozen_at: 0,
-        };
+        let guest = GuestModel::new(0, 0, 0, 0);
         FakeQemu { path, guest: Arc::new(Mutex::new(guest)), stop, connections: Arc::new(Mutex::new(Vec::new())) }
     }
 
