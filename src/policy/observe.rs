@@ -125,10 +125,7 @@ pub(super) fn debt_kib(vm: &VmStats, h: &VmHistory) -> u64 {
             // for itself, and an application can never take it (an idle busybox guest here:
             // MemFree 172 MiB, MemAvailable 105 MiB). Counting that reserve as debt cost a
             // consumer its last 14 MiB with 619 MiB still on the host (lab PC on QMP).
-            let takeable = match (vm.unused_kib, vm.usable_kib) {
-                (Some(free), Some(available)) => Some(free.min(available)),
-                (free, available) => free.or(available),
-            };
+            let takeable = vm.unused_kib.into_iter().chain(vm.usable_kib).min();
             takeable.map_or(modelled, |t| modelled.min(t)).max(at_least)
         }
         None => vm.unused_kib.unwrap_or(0).min(vm.actual_kib),
