@@ -10,7 +10,7 @@
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -72,14 +72,24 @@ impl InstanceLock {
             std::fs::create_dir_all(dir).map_err(fail)?;
         }
         // Not truncated on open: the holder's pid must stay readable until we hold the lock.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .open(path)
-            .map_err(fail)?;
+        let file = match OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o644).open(path) {
+            Ok(file) => file,
+            // A user who may not write the lock file of a daemon running as root: flock needs
+            // no write permission, so find out whether that daemon runs before blaming the path.
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                let file = File::open(path).map_err(|_| fail(e))?;
+                return match Flock::lock(file, FlockArg::LockSharedNonblock) {
+                    Err((mut file, Errno::EWOULDBLOCK)) => {
+                        Err(InstanceError::Running { path: path.to_owned(), pid: read_pid(&mut file) })
+                    }
+                    _ => Err(fail(io::Error::from(io::ErrorKind::PermissionDenied))),
+                };
+            }
+            Err(e) => return Err(fail(e)),
+        };
+        // The umask (the service's is 0077) may have narrowed the mode: others must be able to
+        // read the holder's pid.
+        file.set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(fail)?;
         let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => lock,
             Err((mut file, Errno::EWOULDBLOCK)) => {
