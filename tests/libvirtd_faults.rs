@@ -39,37 +39,68 @@ fn has_figures(vm: &serde_json::Value) -> bool {
 
 #[test]
 fn a_domain_destroyed_between_listing_and_reading_is_skipped_and_the_others_served() {
-    let Some(_turn) = lab_turn("destroyed between listing and reading") else { return };
+    destroyed_between_listing_and_reading("destroyed between listing and reading", "mcf_list", 3, false);
+}
+
+/// The same with enough domains that the reading threads read them side by side: the
+/// destroyed domain's failed read is sorted out as on the calling thread, and every other
+/// domain gets its own figures (sizes differ per domain, so a result handed to the wrong
+/// domain shows).
+#[test]
+fn a_domain_destroyed_between_listing_and_reading_side_by_side_is_skipped_and_the_others_served() {
+    destroyed_between_listing_and_reading("destroyed while read side by side", "mcf_many", 24, true);
+}
+
+fn destroyed_between_listing_and_reading(test: &str, prefix: &str, count: usize, side_by_side: bool) {
+    let Some(_turn) = lab_turn(test) else { return };
     let log = CapturedLog::install();
     let json = JsonSink::default();
     // The coordinator's connection holds the shared node while the domains exist.
     let backend = LibvirtBackend::connect(SHARED_NODE, 1).unwrap();
     let mut domains = SharedDomains::new();
-    for name in ["mcf_list_a", "mcf_list_b", "mcf_list_c"] {
-        domains.create(name, 2048, 1024, None);
+    let names: Vec<String> = (0..count).map(|i| format!("{prefix}_{i:02}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        domains.create(name, 2048, 1024 + 4 * i as u64, None);
     }
+    let victim = names[1].clone();
     let mut c = coordinator(backend, &json, true);
-    assert_eq!(c.tick(), Round::Served(4), "the node's own domain `test` and ours");
+    assert_eq!(c.tick(), Round::Served(count + 1), "the node's own domain `test` and ours");
     assert_eq!(c.backend().reading(), Reading::StatePerDomain);
+    assert_eq!(reading_threads() > 0, side_by_side, "reading threads: {}", reading_threads());
 
     let mut destroyed = false;
+    let destroy = victim.clone();
     c.backend_mut().inject_after_listing(Box::new(move || {
         if !std::mem::replace(&mut destroyed, true) {
-            virsh_shared(&["destroy", "mcf_list_b"]);
+            virsh_shared(&["destroy", &destroy]);
         }
     }));
     c.tick();
     // It was listed, then its figures could not be read: no figures, no warning.
-    assert!(!has_figures(&json.last_vm("mcf_list_b").unwrap()));
-    for other in ["mcf_list_a", "mcf_list_c", "test"] {
-        assert!(has_figures(&json.last_vm(other).unwrap()), "{other} was not served");
+    assert!(!has_figures(&json.last_vm(&victim).unwrap()));
+    for (i, name) in names.iter().enumerate().filter(|(_, n)| **n != victim) {
+        let vm = json.last_vm(name).unwrap_or_else(|| panic!("{name} was not listed"));
+        assert!(has_figures(&vm), "{name} was not served");
+        assert_eq!(vm["actual_kib"], (1024 + 4 * i as u64) * 1024, "{name} got another domain's figures");
     }
-    let went = log.lines_with(&["DEBUG", "mcf_list_b went away", "virDomainMemoryStats"]);
+    assert!(has_figures(&json.last_vm("test").unwrap()), "test was not served");
+    let went = log.lines_with(&["DEBUG", &format!("{victim} went away"), "virDomainMemoryStats"]);
     assert_eq!(went.len(), 1, "the read of the destroyed domain failed as not found: {went:?}");
-    assert_eq!(c.tick(), Round::Served(3));
-    assert!(json.last_vm("mcf_list_b").is_none());
-    assert_eq!(log.lines_with(&["INFO", "mcf_list_b is gone"]).len(), 1);
-    assert!(log.lines_with(&["WARN", "mcf_list_b"]).is_empty(), "{:?}", log.lines_with(&["mcf_list_b"]));
+    assert_eq!(c.tick(), Round::Served(count));
+    assert!(json.last_vm(&victim).is_none());
+    assert_eq!(log.lines_with(&["INFO", &format!("{victim} is gone")]).len(), 1);
+    assert!(log.lines_with(&["WARN", &victim]).is_empty(), "{:?}", log.lines_with(&[&victim]));
+    drop(c);
+    assert_eq!(reading_threads(), 0, "the reading threads outlived their backend");
+}
+
+/// Threads of this process that read libvirt domains side by side (named by the backend).
+fn reading_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.unwrap().path().join("comm")).ok())
+        .filter(|comm| comm.starts_with("libvirt-read-"))
+        .count()
 }
 
 /// Fault injection: destroys the domain named `victim` (with `virsh`) right before the first

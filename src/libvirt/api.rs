@@ -512,6 +512,14 @@ pub struct Domain {
     ptr: NonNull<ffi::virDomain>,
 }
 
+// SAFETY: libvirt's public objects are thread-safe since 0.6.0: a `virDomainPtr` may be
+// used from any thread, by several at once (its calls lock what they touch), and its reference
+// is released once, by whichever thread drops the owning `Domain`. Errors are per thread
+// (`virGetLastError`), and every call here reads its error on the thread that made it.
+unsafe impl Send for Domain {}
+// SAFETY: as above: concurrent calls through `&Domain` are what libvirt allows.
+unsafe impl Sync for Domain {}
+
 /// `virDomainInfo`, in the daemon's units.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DomainInfo {

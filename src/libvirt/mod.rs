@@ -6,6 +6,7 @@ mod api;
 mod backend;
 #[allow(unsafe_code)]
 pub mod ffi;
+mod readers;
 
 pub use api::{
     Connection, Domain, DomainFigures, DomainInfo, DomainList, DomainStatsList, DomainStatsRecord, Keepalive,

@@ -77,6 +77,12 @@ fn other_coordinators() -> Vec<u32> {
     dir.filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "memory_coordina"))
+        // The crate's own unit tests (target/*/deps/memory_coordinator-HASH) share the name
+        // but never touch a guest.
+        .filter(|pid| {
+            !std::fs::read_link(format!("/proc/{pid}/exe"))
+                .is_ok_and(|exe| exe.to_string_lossy().contains("/deps/memory_coordinator-"))
+        })
         .filter(|pid| {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let args: Vec<String> =
