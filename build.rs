@@ -12,6 +12,7 @@ const DEBIAN_HINT: &str = "apt-get install libvirt-dev libclang-dev (or: make de
 const FUNCTIONS: &[&str] = &[
     "virConnectOpen",
     "virConnectClose",
+    "virConnectRef",
     "virConnectGetAllDomainStats",
     "virConnectListAllDomains",
     "virConnectSetKeepAlive",

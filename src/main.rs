@@ -44,7 +44,8 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let metrics = config.metrics.enabled().then(|| Metrics::start(&config.metrics)).transpose()?;
     match &config.backend {
         BackendChoice::Libvirt { uri } => {
-            let backend = LibvirtBackend::connect(uri, config.policy.interval_s)?;
+            let mut backend = LibvirtBackend::connect(uri, config.policy.interval_s)?;
+            backend.give_up_reads_on(shutdown.flag());
             let mut c =
                 Coordinator::new(config.policy, config.options, backend, host).with_vm_rules(config.vms.clone());
             if let Some(m) = metrics {

@@ -71,6 +71,12 @@ impl Shutdown {
         }
     }
 
+    /// The flag that [`Shutdown::requested`] reads, for code that must give up a wait once a
+    /// stop is asked for (the libvirt backend's calls to a hung QEMU).
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.flag)
+    }
+
     pub fn requested(&self) -> bool {
         self.flag.load(Ordering::SeqCst)
     }

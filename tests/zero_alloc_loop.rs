@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::counting_alloc::{CountingAlloc, allocations_during, allocations_with_readers_during, info_logger_to_file};
+use common::counting_alloc::{CountingAlloc, allocations_during, allocations_with_workers_during, info_logger_to_file};
 use common::lab;
 use common::test_driver::{COURSE_NODE, TestDomain, node_uri};
 use memory_coordinator::coordinator::{Backend, Coordinator, LoopOptions, Round};
@@ -64,7 +64,7 @@ fn logged_bytes() -> u64 {
 
 /// Warms `c` up, then runs 100 rounds counting this thread's allocations; returns the
 /// (allocations, bytes) and how many shrinks and log bytes the rounds produced.
-/// (allocations, bytes) of this thread, and allocations of the libvirt reading threads.
+/// (allocations, bytes) of this thread, and allocations of the libvirt backend's workers.
 type Allocated = (u64, u64, u64);
 
 /// Warms `c` up, then runs 100 rounds counting allocations; returns them and how many
@@ -75,13 +75,13 @@ fn hundred_rounds<B: Backend>(c: &mut Coordinator<B>, served: usize) -> (Allocat
     }
     let shrinks_before = c.summary().shrinks;
     let logged_before = logged_bytes();
-    let (allocations, allocated, readers, ()) = allocations_with_readers_during(|| {
+    let (allocations, allocated, workers, ()) = allocations_with_workers_during(|| {
         for _ in 0..100 {
             c.tick();
         }
     });
     let logged = logged_bytes() - logged_before;
-    ((allocations, allocated, readers), c.summary().shrinks - shrinks_before, logged)
+    ((allocations, allocated, workers), c.summary().shrinks - shrinks_before, logged)
 }
 
 /// Scrapes `addr` until `stop`; returns how many scrapes got a whole exposition.
@@ -112,7 +112,7 @@ fn a_hundred_rounds_over_libvirt_allocate_nothing_after_warm_up() {
     let mut domains = COURSE_NODE.to_vec();
     domains[1] = TestDomain::running("aos_vm2", 65536, 65536);
     domains[2] = TestDomain::running("aos_vm3", 65536, 49152);
-    // Enough domains that the backend reads them on its reading threads.
+    // More domains than the backend has workers: reads in flight side by side.
     domains.extend(EXTRA.iter().map(|name| TestDomain::running(name, 65536, 49152)));
     let uri = node_uri(&dir, &domains);
     let backend = LibvirtBackend::connect(&uri, 1).unwrap();
@@ -146,19 +146,19 @@ fn a_hundred_rounds_over_libvirt_allocate_nothing_after_warm_up() {
         json.load(Ordering::Relaxed)
     );
     assert!(logged > acted * 40, "each action logged a line: {logged} bytes");
-    assert!(reading_threads() > 0, "the domains were read on the reading threads");
-    assert_eq!(allocations, (0, 0, 0), "the steady-state loop allocated (this thread: count, bytes; readers: count)");
+    assert!(worker_threads() > 0, "the domains were read by the backend's workers");
+    assert_eq!(allocations, (0, 0, 0), "the steady-state loop allocated (this thread: count, bytes; workers: count)");
 }
 
 /// The extra domains of the libvirt test.
 const EXTRA: [&str; 12] = ["x01", "x02", "x03", "x04", "x05", "x06", "x07", "x08", "x09", "x10", "x11", "x12"];
 
-/// Threads of this process that read libvirt domains side by side (named by the backend).
-fn reading_threads() -> usize {
+/// The libvirt backend's worker threads in this process (named by the backend).
+fn worker_threads() -> usize {
     std::fs::read_dir("/proc/self/task")
         .unwrap()
         .filter_map(|task| std::fs::read_to_string(task.unwrap().path().join("comm")).ok())
-        .filter(|comm| comm.starts_with("libvirt-read-"))
+        .filter(|comm| comm.starts_with("libvirt-call-"))
         .count()
 }
 

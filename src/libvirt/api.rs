@@ -186,6 +186,14 @@ pub struct Connection {
     ptr: NonNull<ffi::virConnect>,
 }
 
+// SAFETY: a `virConnectPtr` may be used from any thread, by several at once (libvirt's objects
+// are thread-safe since 0.6.0; the remote driver lets calls of several threads be in flight),
+// and each handle releases its own reference once. Errors are per thread, read by the thread
+// that made the call.
+unsafe impl Send for Connection {}
+// SAFETY: as above: concurrent calls through `&Connection` are what libvirt allows.
+unsafe impl Sync for Connection {}
+
 /// Whether the peer takes part in keepalive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Keepalive {
@@ -247,8 +255,16 @@ impl Connection {
             StatsGroups::State => ffi::VIR_DOMAIN_STATS_STATE,
         };
         // ENFORCE_STATS: a group the driver lacks is an error, not a silently missing figure.
-        let flags =
-            ffi::VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE | ffi::VIR_CONNECT_GET_ALL_DOMAINS_STATS_ENFORCE_STATS;
+        // NOWAIT (balloon only: the state group never waits): a domain busy with another call
+        // (one of ours stuck on a hung QEMU, or another client's) is reported without its
+        // guest figures at once, instead of after libvirt's 30 s wait for that domain.
+        let nowait = match groups {
+            StatsGroups::StateAndBalloon => ffi::VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT,
+            StatsGroups::State => 0,
+        };
+        let flags = ffi::VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE
+            | ffi::VIR_CONNECT_GET_ALL_DOMAINS_STATS_ENFORCE_STATS
+            | nowait;
         let mut records: *mut ffi::virDomainStatsRecordPtr = ptr::null_mut();
         // SAFETY: self.ptr is live; `records` is a valid out-pointer that libvirt fills with a
         // NULL-terminated array of `rc` records, which DomainStatsList takes over and frees.
@@ -257,6 +273,14 @@ impl Connection {
         let mut list = DomainStatsList { records, len: 0 };
         list.len = usize::try_from(check(rc, "virConnectGetAllDomainStats")?).unwrap_or(0);
         Ok(list)
+    }
+
+    /// A second handle to the same connection (one more reference, released on drop), for a
+    /// call made on another thread.
+    pub fn try_clone(&self) -> Result<Connection, LibvirtError> {
+        // SAFETY: self.ptr is live; virConnectRef adds a reference that the new handle owns.
+        check(unsafe { ffi::virConnectRef(self.ptr.as_ptr()) }, "virConnectRef")?;
+        Ok(Connection { ptr: self.ptr })
     }
 
     /// Closes the connection, reporting failure.
@@ -356,6 +380,10 @@ pub struct DomainStatsList {
     records: *mut ffi::virDomainStatsRecordPtr,
     len: usize,
 }
+
+// SAFETY: the list is memory libvirt allocated for the caller alone (records and the domain
+// references they hold); it may be read and freed on any thread, and is freed once.
+unsafe impl Send for DomainStatsList {}
 
 impl DomainStatsList {
     pub fn len(&self) -> usize {

@@ -15,9 +15,12 @@
 //! - **list** (a driver without bulk statistics): `virConnectListAllDomains`, then one
 //!   `virDomainMemoryStats` per domain.
 //!
-//! Per-domain calls of a round (from [`SHARE_FROM`] on) are made by [`readers::READERS`] threads side
-//! by side (`readers.rs`): a round of 256 per-domain reads costs about a quarter of reading
-//! them one after another. Everything else (slots, logs, errors) stays on the loop's thread.
+//! Every call that can reach a guest's QEMU (the bulk balloon listing, a domain's stats, its
+//! stats period, a new target) is made on worker threads under a deadline (`calls.rs`): a
+//! hung QEMU costs one round at most [`DEADLINE`], then only its own domain goes unserved
+//! (busy until its stuck call returns) while the others are served; a bulk listing stuck on
+//! it gives way to per-domain reading until it returns. Per-domain reads run side by side on
+//! those workers: 256 of them cost about a quarter of reading one after another.
 //!
 //! Nothing that cannot have changed is read again. A domain's name, UUID and ID come with its
 //! handle (no round trip). Its stats period is set once per domain run and connection. Its
@@ -28,13 +31,15 @@
 //! keeps the size it started with and is not read again until it restarts.
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::api::{
     Connection, Domain, DomainFigures, DomainList, DomainStatsList, Keepalive, LibvirtError, MemoryStats, StatsGroups,
 };
+use super::calls::{Answer, Call, Calls, DEADLINE, Fetched, Finished, LISTING, NOT_STARTED, Want};
 use super::ffi;
-use super::readers::{self, Fetched, Job, Readers, SHARE_FROM, Want};
 use crate::backoff::Backoff;
 use crate::complaint::Complaint;
 use crate::coordinator::{Backend, Roster};
@@ -74,6 +79,8 @@ pub enum LibvirtBackendError {
     Domain(LibvirtError),
     /// No domain in this slot (it went away this round).
     NoDomain(usize),
+    /// A call on this domain did not return within the deadline (its QEMU is probably hung).
+    Unanswered(VmName),
 }
 
 impl fmt::Display for LibvirtBackendError {
@@ -90,6 +97,11 @@ impl fmt::Display for LibvirtBackendError {
             Self::List(e) => write!(f, "cannot list domains: {e}"),
             Self::Domain(e) => e.fmt(f),
             Self::NoDomain(slot) => write!(f, "no domain in slot {slot} any more"),
+            Self::Unanswered(name) => write!(
+                f,
+                "libvirt did not answer within {} s for {name} (its QEMU is probably hung): not served until it answers",
+                DEADLINE.as_secs()
+            ),
         }
     }
 }
@@ -165,6 +177,8 @@ struct SlotState {
     live_reads: u8,
     /// The last problem logged at warning level, so a lasting one is logged once.
     complaint: Complaint<(&'static str, i32)>,
+    /// Since when a call on it has overrun its deadline without returning (a hung QEMU).
+    hung_since: Option<Instant>,
 }
 
 impl SlotState {
@@ -179,6 +193,7 @@ impl SlotState {
         target_kib: None,
         live_reads: 0,
         complaint: Complaint::NONE,
+        hung_since: None,
     };
 
     /// Forgets everything learnt of the domain's previous run or connection.
@@ -189,18 +204,18 @@ impl SlotState {
     }
 }
 
-/// A domain admitted to this round, waiting for its calls (its handle is in the job of the
-/// same index).
-#[derive(Clone, Copy, Debug)]
+/// A domain admitted to this round.
 struct Pending {
     slot: usize,
     /// Its figures from the bulk listing, if the driver gives them.
     bulk: Option<VmStats>,
     paused: bool,
+    /// Its handle, when it needs no call this round (else the handle is lent to its call).
+    domain: Option<Domain>,
 }
 
 impl Pending {
-    const EMPTY: Pending = Pending { slot: 0, bulk: None, paused: false };
+    const EMPTY: Pending = Pending { slot: 0, bulk: None, paused: false, domain: None };
 }
 
 /// The backend over one libvirt connection.
@@ -213,13 +228,15 @@ pub struct LibvirtBackend {
     state: Box<[SlotState; MAX_DOMAINS]>,
     backoff: Backoff,
     full_warned: bool,
-    /// This round's admitted domains and their calls, by index.
+    /// This round's admitted domains.
     pending: Box<[Pending; MAX_DOMAINS]>,
-    jobs: Box<[Job; MAX_DOMAINS]>,
-    /// Threads that read domains side by side, started the first time a round needs them.
-    readers: Option<Readers>,
-    /// The system refused those threads: read one domain at a time.
-    readers_failed: bool,
+    /// The workers that make calls which can reach a QEMU.
+    calls: Calls,
+    /// Set when the daemon is asked to stop.
+    stop: Option<Arc<AtomicBool>>,
+    /// What cuts this round's waits short: the stop flag, if the round began before a stop.
+    /// A round begun after it (the last reading, for `--restore-on-exit`) waits for answers.
+    round_cancel: Option<Arc<AtomicBool>>,
     /// Fault injection for tests: runs after the domains are listed, before any is read.
     after_listing: Option<Box<dyn FnMut()>>,
 }
@@ -237,10 +254,13 @@ impl LibvirtBackend {
             state: Box::new([const { SlotState::EMPTY }; MAX_DOMAINS]),
             backoff: Backoff::with_max(RECONNECT_MAX),
             full_warned: false,
-            pending: Box::new([Pending::EMPTY; MAX_DOMAINS]),
-            jobs: Box::new([const { Job::EMPTY }; MAX_DOMAINS]),
-            readers: None,
-            readers_failed: false,
+            pending: Box::new([const { Pending::EMPTY }; MAX_DOMAINS]),
+            calls: Calls::start().unwrap_or_else(|(inline, e)| {
+                log::warn!("cannot start libvirt worker threads ({e}): calls are made one at a time, and a hung QEMU can hold every round");
+                inline
+            }),
+            stop: None,
+            round_cancel: None,
             after_listing: None,
         })
     }
@@ -258,6 +278,16 @@ impl LibvirtBackend {
     /// The slot of the domain named `name`, as the last round found it.
     pub fn slot_of(&self, name: &str) -> Option<usize> {
         self.state.iter().position(|s| s.domain.is_some() && s.name.as_str() == name)
+    }
+
+    /// Once `stop` is set (a SIGINT or SIGTERM), the round's reads are not waited for any more:
+    /// a call stuck on a hung QEMU must not delay the exit by its deadline.
+    pub fn give_up_reads_on(&mut self, stop: Arc<AtomicBool>) {
+        self.stop = Some(stop);
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed))
     }
 
     /// Fault injection for tests: `hook` runs in every round after the domains are listed and
@@ -311,8 +341,8 @@ impl LibvirtBackend {
         for s in self.state.iter_mut() {
             s.domain = None;
         }
-        for job in self.jobs.iter_mut() {
-            *job = Job::EMPTY;
+        for p in self.pending.iter_mut() {
+            p.domain = None;
         }
         if let Some(Err(e)) = self.conn.take().map(Connection::close) {
             log::debug!("closing the dead connection: {e}");
@@ -323,44 +353,91 @@ impl LibvirtBackend {
 
     /// This round's domains, finding out on a fresh connection which reading works.
     fn list(&mut self) -> Result<Listing, LibvirtError> {
+        if let Some(late) = self.calls.returned_late(LISTING) {
+            log::info!(
+                "{}: the bulk statistics call returned {} s after its deadline: reading in bulk again",
+                self.uri,
+                late.late.as_secs()
+            );
+            if late.result.as_ref().is_err_and(LibvirtError::is_unsupported_stats) {
+                self.reading = Reading::Unknown;
+            }
+        }
         let Some(conn) = &self.conn else {
             return Err(LibvirtError::new("virConnectOpen", 0, 0, "not connected"));
         };
-        if self.reading != Reading::Unknown {
-            return fetch(conn, self.reading);
+        match self.reading {
+            // Stuck on a hung QEMU: the state group never waits for a QEMU.
+            Reading::Bulk if self.calls.busy(LISTING) => return fetch(conn, Reading::StatePerDomain),
+            Reading::Bulk => return self.bulk_listing(),
+            Reading::StatePerDomain | Reading::ListPerDomain => return fetch(conn, self.reading),
+            Reading::Unknown => {}
         }
-        for candidate in [Reading::Bulk, Reading::StatePerDomain] {
-            match fetch(conn, candidate) {
-                Ok(listing) => {
-                    self.reading = candidate;
-                    log::debug!("{}: {}", self.uri, candidate.describe());
-                    return Ok(listing);
-                }
-                Err(e) if e.is_unsupported_stats() => log::trace!("{}: {e}", self.uri),
-                Err(e) => return Err(e),
+        match self.bulk_listing() {
+            Ok(listing) => {
+                self.reading = Reading::Bulk;
+                log::debug!("{}: {}", self.uri, Reading::Bulk.describe());
+                return Ok(listing);
             }
+            Err(e) if e.is_unsupported_stats() => log::trace!("{}: {e}", self.uri),
+            Err(e) => return Err(e),
         }
-        let listing = fetch(conn, Reading::ListPerDomain)?;
-        self.reading = Reading::ListPerDomain;
-        log::debug!("{}: {}", self.uri, Reading::ListPerDomain.describe());
+        let Some(conn) = &self.conn else {
+            return Err(LibvirtError::new("virConnectOpen", 0, 0, "not connected"));
+        };
+        let mut reading = Reading::StatePerDomain;
+        let listing = match fetch(conn, reading) {
+            Err(e) if e.is_unsupported_stats() => {
+                log::trace!("{}: {e}", self.uri);
+                reading = Reading::ListPerDomain;
+                fetch(conn, reading)?
+            }
+            other => other?,
+        };
+        self.reading = reading;
+        log::debug!("{}: {}", self.uri, reading.describe());
         Ok(listing)
     }
 
-    /// Admits one listed domain to this round: claims its slot, sets its stats period once,
-    /// and says which calls read it (see [`Want`]). `None` when it is not served (it went away
-    /// while listed, or every slot is taken). `Err` when a call failed because the connection
-    /// died (not this domain's fault).
-    fn admit(
-        &mut self,
-        dom: &Domain,
-        figures: Option<&DomainFigures>,
-        roster: &mut Roster,
-    ) -> Result<Option<(Pending, Want)>, LibvirtError> {
+    /// Every domain's figures in one bulk call, made by a worker: if it overruns the deadline
+    /// (a hung QEMU), this round and those until it returns list with the state group only and
+    /// read domain by domain, so that only the hung domain goes unserved.
+    fn bulk_listing(&mut self) -> Result<Listing, LibvirtError> {
+        let Some(conn) = &self.conn else {
+            return Err(LibvirtError::new("virConnectOpen", 0, 0, "not connected"));
+        };
+        let call = Call::List(StatsGroups::StateAndBalloon);
+        let lent = (None, Some(conn.try_clone()?));
+        let cancel = self.round_cancel.clone();
+        match self.calls.call(LISTING, call, lent, Instant::now() + DEADLINE, cancel.as_deref()) {
+            Some(Finished { result: Ok(Answer::List(list)), .. }) => Ok(Listing::Stats(list)),
+            Some(Finished { result: Err(e), .. }) if e.operation == NOT_STARTED => fetch(conn, Reading::StatePerDomain),
+            Some(Finished { result: Err(e), .. }) => Err(e),
+            Some(Finished { result: Ok(_), .. }) => {
+                Err(LibvirtError::new("(worker)", 0, 0, "a listing answered as another call"))
+            }
+            None if self.stopping() => fetch(conn, Reading::StatePerDomain),
+            None => {
+                log::warn!(
+                    "{}: the bulk statistics call has not returned within {} s (a guest's QEMU is probably hung): \
+                     reading domain by domain until it returns",
+                    self.uri,
+                    DEADLINE.as_secs()
+                );
+                fetch(conn, Reading::StatePerDomain)
+            }
+        }
+    }
+
+    /// Admits one listed domain to this round: claims its slot and says which calls it needs
+    /// (see [`Want`]). `None` when it gets no call and no figures this round (it went away
+    /// while listed, every slot is taken, or a call on it is still stuck).
+    fn admit(&mut self, dom: &Domain, figures: Option<&DomainFigures>, roster: &mut Roster) -> Option<(Pending, Want)> {
         let uuid = match dom.uuid() {
             Ok(uuid) => uuid,
             Err(e) => {
                 log::debug!("skipping a domain that went away while listed: {e}");
-                return Ok(None);
+                return None;
             }
         };
         let Some(claim) = self.slots.claim(uuid) else {
@@ -368,7 +445,7 @@ impl LibvirtBackend {
                 log::warn!("more than {MAX_DOMAINS} running domains: the others are not served");
                 self.full_warned = true;
             }
-            return Ok(None);
+            return None;
         };
         let slot = claim.slot;
         let id = dom.id();
@@ -392,6 +469,15 @@ impl LibvirtBackend {
         let name = s.name;
         roster.names[slot] = name;
         roster.present[slot] = true;
+        if self.calls.busy(slot) {
+            // Its last call has not returned (a hung QEMU): no new call until it does.
+            s.domain = None;
+            return None;
+        }
+        if let Some(late) = self.calls.returned_late(slot) {
+            log::info!("{name}: libvirt answered again, {} s after the deadline", late.late.as_secs());
+            s.hung_since = None;
+        }
 
         let paused = figures.and_then(|f| f.state) == Some(ffi::VIR_DOMAIN_PAUSED);
         if paused != s.paused {
@@ -403,38 +489,42 @@ impl LibvirtBackend {
             }
         }
 
-        if s.period == Period::Unset {
-            match dom.set_memory_stats_period(self.stats_period_s) {
-                Ok(()) => {
-                    self.state[slot].period = Period::Set;
-                    log::debug!("{name}: stats period set to {} s", self.stats_period_s);
-                }
-                Err(e) => match self.domain_failure(dom, slot, &name, e)? {
-                    Failure::Gone => return Ok(None),
-                    Failure::Logged => self.state[slot].period = Period::Refused,
-                },
-            }
-        }
-        let s = &self.state[slot];
+        let period_s = (s.period == Period::Unset).then_some(self.stats_period_s);
         let bulk = figures.and_then(from_bulk);
         let want = match bulk {
-            Some(_) => Want { stats: s.live_reads > 0, ..Want::default() },
-            None => Want { max: s.max_kib.is_none(), stats: s.fixed_kib.is_none(), size_without_balloon: true },
+            Some(_) => Want { period_s, stats: s.live_reads > 0, ..Want::default() },
+            None => {
+                Want { period_s, max: s.max_kib.is_none(), stats: s.fixed_kib.is_none(), size_without_balloon: true }
+            }
         };
-        Ok(Some((Pending { slot, bulk, paused }, want)))
+        Some((Pending { slot, bulk, paused, domain: None }, want))
     }
 
     /// Turns what the calls of an admitted domain returned into its figures for the policy.
+    /// `Err` when a call failed because the connection died (not this domain's fault).
     fn finish(
         &mut self,
         dom: Domain,
-        p: Pending,
+        p: &Pending,
         fetched: Result<Fetched, LibvirtError>,
         vms: &mut [Option<VmStats>; MAX_DOMAINS],
     ) -> Result<(), LibvirtError> {
         let slot = p.slot;
+        let name = self.state[slot].name;
+        if let Ok(Fetched { period: Some(outcome), .. }) = fetched {
+            match outcome {
+                Ok(()) => {
+                    self.state[slot].period = Period::Set;
+                    log::debug!("{name}: stats period set to {} s", self.stats_period_s);
+                }
+                Err(e) => match self.domain_failure(&dom, slot, &name, e)? {
+                    Failure::Gone => return Ok(()),
+                    // No balloon device, most likely: not tried again this run.
+                    Failure::Logged => self.state[slot].period = Period::Refused,
+                },
+            }
+        }
         let s = &mut self.state[slot];
-        let name = s.name;
         let read = fetched.map(|f| match p.bulk {
             Some(bulk) => match f.stats {
                 Some(live) => read_live(bulk, &live, s),
@@ -449,6 +539,10 @@ impl LibvirtBackend {
             // free-memory figure, so the policy holds it.
             Ok(stats) if p.paused => vms[slot] = Some(without_guest_figures(stats)),
             Ok(stats) => vms[slot] = Some(stats),
+            Err(e) if e.operation == NOT_STARTED => {
+                log::debug!("{name}: not read this round: {e}");
+                clean = false;
+            }
             Err(e) => match self.domain_failure(&dom, slot, &name, e)? {
                 Failure::Gone => return Ok(()),
                 Failure::Logged => clean = false,
@@ -460,6 +554,21 @@ impl LibvirtBackend {
         }
         s.domain = Some(dom);
         Ok(())
+    }
+
+    /// A call on the domain in `slot` overran its deadline: it is busy until that call returns.
+    fn overran(&mut self, slot: usize) {
+        let stopping = self.stopping();
+        let s = &mut self.state[slot];
+        s.domain = None;
+        if s.hung_since.is_none() && !stopping {
+            s.hung_since = Some(Instant::now());
+            log::warn!(
+                "{}: libvirt has not answered within {} s (its QEMU is probably hung): not served until it answers",
+                s.name,
+                DEADLINE.as_secs()
+            );
+        }
     }
 
     /// Sorts out a failed call on one domain: it went away (debug line), or it has a problem
@@ -482,7 +591,8 @@ impl LibvirtBackend {
         Ok(Failure::Logged)
     }
 
-    /// Reads every listed domain. `Err` when the connection died meanwhile.
+    /// Reads every listed domain, the calls of all side by side on the workers. `Err` when the
+    /// connection died meanwhile.
     fn serve_all(
         &mut self,
         listing: Listing,
@@ -492,64 +602,68 @@ impl LibvirtBackend {
         if let Some(hook) = &mut self.after_listing {
             hook();
         }
+        let deadline = Instant::now() + DEADLINE;
         let mut n = 0;
         let mut admit = |this: &mut Self, dom: Domain, figures: Option<&DomainFigures>| {
             if n == MAX_DOMAINS {
-                return Ok(());
+                return;
             }
-            if let Some((pending, want)) = this.admit(&dom, figures, roster)? {
-                this.pending[n] = pending;
-                this.jobs[n] = Job { domain: Some(dom), want, result: None };
-                n += 1;
+            let Some((mut pending, want)) = this.admit(&dom, figures, roster) else { return };
+            if want == Want::default() {
+                pending.domain = Some(dom);
+            } else {
+                this.calls.submit(pending.slot, Call::Read(want), Some(dom), None);
             }
-            Ok::<(), LibvirtError>(())
+            this.pending[n] = pending;
+            n += 1;
         };
         match listing {
             Listing::Stats(list) => {
                 for record in list.iter() {
                     match record.domain() {
-                        Ok(dom) => admit(self, dom, Some(&record.figures()))?,
+                        Ok(dom) => admit(self, dom, Some(&record.figures())),
                         Err(e) => log::debug!("skipping a listed domain: {e}"),
                     }
                 }
             }
             Listing::Domains(list) => {
                 for dom in list {
-                    admit(self, dom, None)?;
+                    admit(self, dom, None);
                 }
             }
         }
-        self.read(n);
+        let cancel = self.round_cancel.clone();
+        self.calls.wait(deadline, cancel.as_deref());
+        let mut died = None;
         for i in 0..n {
-            let job = &mut self.jobs[i];
-            let (Some(dom), Some(fetched)) = (job.domain.take(), job.result.take()) else { continue };
-            self.finish(dom, self.pending[i], fetched, vms)?;
+            let mut p = std::mem::replace(&mut self.pending[i], Pending::EMPTY);
+            let (dom, fetched) = match p.domain.take() {
+                Some(dom) => (dom, Ok(Fetched::default())),
+                None => match self.calls.take(p.slot) {
+                    Some(Finished { domain: Some(dom), result, .. }) => (dom, result.and_then(fetched_of)),
+                    Some(Finished { domain: None, .. }) => continue,
+                    None => {
+                        self.overran(p.slot);
+                        continue;
+                    }
+                },
+            };
+            // Once the connection died, the remaining handles are only released.
+            if died.is_none()
+                && let Err(e) = self.finish(dom, &p, fetched, vms)
+            {
+                died = Some(e);
+            }
         }
-        Ok(())
+        died.map_or(Ok(()), Err)
     }
+}
 
-    /// Makes the calls of this round's first `n` jobs: on the reading threads when there are
-    /// enough of them to share, else here.
-    fn read(&mut self, n: usize) {
-        let jobs = &mut self.jobs[..n];
-        let calls = jobs.iter().filter(|j| j.want != Want::default()).count();
-        if calls >= SHARE_FROM && self.readers.is_none() && !self.readers_failed {
-            match Readers::start() {
-                Ok(readers) => self.readers = Some(readers),
-                Err(e) => {
-                    log::warn!("cannot start the libvirt reading threads ({e}): reading one domain at a time");
-                    self.readers_failed = true;
-                }
-            }
-        }
-        match &self.readers {
-            Some(readers) if calls >= SHARE_FROM => readers.run(jobs),
-            _ => {
-                for job in jobs.iter_mut() {
-                    job.result = job.domain.as_ref().map(|dom| readers::fetch(dom, job.want));
-                }
-            }
-        }
+/// A read's answer.
+fn fetched_of(answer: Answer) -> Result<Fetched, LibvirtError> {
+    match answer {
+        Answer::Read(fetched) => Ok(fetched),
+        _ => Err(LibvirtError::new("(worker)", 0, 0, "a read answered as another call")),
     }
 }
 
@@ -676,6 +790,7 @@ impl Backend for LibvirtBackend {
     }
 
     fn refresh(&mut self, vms: &mut [Option<VmStats>; MAX_DOMAINS], roster: &mut Roster) -> Result<(), Self::Error> {
+        self.round_cancel = self.stop.clone().filter(|_| !self.stopping());
         self.ensure_connected()?;
         let listing = match self.list() {
             Ok(listing) => listing,
@@ -701,9 +816,20 @@ impl Backend for LibvirtBackend {
 
     fn apply(&mut self, slot: usize, target_kib: u64) -> Result<(), Self::Error> {
         let s = self.state.get_mut(slot).ok_or(LibvirtBackendError::NoDomain(slot))?;
-        let dom = s.domain.as_ref().ok_or(LibvirtBackendError::NoDomain(slot))?;
-        match dom.set_memory_kib(target_kib) {
-            Ok(()) => {
+        let dom = s.domain.take().ok_or(LibvirtBackendError::NoDomain(slot))?;
+        let name = s.name;
+        // Made by a worker: a QEMU that hung since this round's reads holds the round at most
+        // the deadline.
+        // Not cut short by a stop: `--restore-on-exit` applies its targets after it.
+        let call = Call::SetMemory(target_kib);
+        let Some(done) = self.calls.call(slot, call, (Some(dom), None), Instant::now() + DEADLINE, None) else {
+            self.overran(slot);
+            return Err(LibvirtBackendError::Unanswered(name));
+        };
+        let s = &mut self.state[slot];
+        s.domain = done.domain;
+        match done.result {
+            Ok(_) => {
                 s.target_kib = Some(target_kib);
                 s.live_reads = LIVE_READS_AFTER_APPLY;
                 Ok(())

@@ -4,9 +4,9 @@
 #[allow(unsafe_code)]
 mod api;
 mod backend;
+mod calls;
 #[allow(unsafe_code)]
 pub mod ffi;
-mod readers;
 
 pub use api::{
     Connection, Domain, DomainFigures, DomainInfo, DomainList, DomainStatsList, DomainStatsRecord, Keepalive,

@@ -1,26 +1,26 @@
 //! A global allocator that counts this thread's allocations, so a test can prove a code path
 //! allocates nothing while other test threads run; and, while asked to, the allocations of the
-//! libvirt backend's reading threads, which make calls on the loop's behalf.
+//! libvirt backend's worker threads, which make calls on the loop's behalf.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-/// The name the libvirt backend gives its reading threads (`libvirt-read-N`).
-const READER_THREAD: &[u8] = b"libvirt-read-";
+/// The name the libvirt backend gives its worker threads (`libvirt-call-N`).
+const WORKER_THREAD: &[u8] = b"libvirt-call-";
 
-static WATCH_READERS: AtomicBool = AtomicBool::new(false);
-static READER_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+static WATCH_WORKERS: AtomicBool = AtomicBool::new(false);
+static WORKER_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
-/// Whether the calling thread is one of the libvirt backend's reading threads. Asked at each
+/// Whether the calling thread is one of the libvirt backend's worker threads. Asked at each
 /// allocation rather than remembered, so a thread is judged by the name it has now.
-fn on_reader_thread() -> bool {
+fn on_worker_thread() -> bool {
     let mut name = [0u8; 16];
     // SAFETY: PR_GET_NAME writes at most 16 bytes (NUL included) into the buffer it is given,
     // which has 16; it does not allocate.
     #[allow(unsafe_code)]
     let rc = unsafe { libc::prctl(libc::PR_GET_NAME, name.as_mut_ptr()) };
-    rc == 0 && name.starts_with(READER_THREAD)
+    rc == 0 && name.starts_with(WORKER_THREAD)
 }
 
 pub struct CountingAlloc;
@@ -34,8 +34,8 @@ fn count(size: usize) {
     // try_with: the thread-local may already be gone while a thread shuts down.
     let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
     let _ = BYTES.try_with(|b| b.set(b.get() + size as u64));
-    if WATCH_READERS.load(Ordering::Relaxed) && on_reader_thread() {
-        READER_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    if WATCH_WORKERS.load(Ordering::Relaxed) && on_worker_thread() {
+        WORKER_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -71,15 +71,15 @@ pub fn allocations_during<T>(f: impl FnOnce() -> T) -> (u64, u64, T) {
     (ALLOCATIONS.with(Cell::get) - a0, BYTES.with(Cell::get) - b0, out)
 }
 
-/// As [`allocations_during`], plus how many allocations the libvirt reading threads made
+/// As [`allocations_during`], plus how many allocations the libvirt backend's workers made
 /// meanwhile (their calls are part of the round).
 #[allow(dead_code)]
-pub fn allocations_with_readers_during<T>(f: impl FnOnce() -> T) -> (u64, u64, u64, T) {
-    let r0 = READER_ALLOCATIONS.load(Ordering::Relaxed);
-    WATCH_READERS.store(true, Ordering::Relaxed);
+pub fn allocations_with_workers_during<T>(f: impl FnOnce() -> T) -> (u64, u64, u64, T) {
+    let r0 = WORKER_ALLOCATIONS.load(Ordering::Relaxed);
+    WATCH_WORKERS.store(true, Ordering::Relaxed);
     let (allocations, bytes, out) = allocations_during(f);
-    WATCH_READERS.store(false, Ordering::Relaxed);
-    (allocations, bytes, READER_ALLOCATIONS.load(Ordering::Relaxed) - r0, out)
+    WATCH_WORKERS.store(false, Ordering::Relaxed);
+    (allocations, bytes, WORKER_ALLOCATIONS.load(Ordering::Relaxed) - r0, out)
 }
 
 /// The logger as main.rs builds it (level Info, millisecond timestamps, no target, writing to
