@@ -188,29 +188,23 @@ pub(super) fn observe(
         weight: u64::from(limits.weight.clamp(1, MAX_WEIGHT)),
         cap_kib: cap,
     };
-    *d = Decision { debt_kib: debt_kib(vm, h), sample_s: vm.last_update_s, ..Decision::ABSENT };
+    *d = Decision { sample_s: vm.last_update_s, ..Decision::ABSENT };
     let hold = |mut view: View, why| {
         view.class = Class::Hold(why);
         view
     };
 
     let freshness = track_freshness(config, vm.last_update_s, h);
-    let Some(free) = free_figure(config, vm).filter(|_| vm.last_update_s != Some(0)) else {
-        return hold(view, Hold::NoStats);
+    let free = match usable_free(config, vm, h, &freshness) {
+        Ok(free) => free,
+        Err(why) => {
+            // Nothing is learnt from this sample: the debt is what the history knew. (It is
+            // computed once per VM, here or after `learn`: it is one of the costlier figures.)
+            d.debt_kib = debt_kib(vm, h);
+            return hold(view, why);
+        }
     };
     let total = vm.available_kib;
-    let size_seen = total.unwrap_or(vm.actual_kib).max(vm.actual_kib);
-    let impossible = vm.max_kib == 0
-        || vm.actual_kib == 0
-        || vm.actual_kib > vm.max_kib
-        || free > size_seen + MOVE_SLACK_KIB
-        || vm.unused_kib.is_some_and(|u| u > size_seen + MOVE_SLACK_KIB);
-    if impossible || freshness.clock_back {
-        return hold(view, Hold::Inconsistent);
-    }
-    if h.update_advanced && h.ticks_unchanged >= config.stale_ticks {
-        return hold(view, Hold::Stale);
-    }
 
     let at_rest = !moved && !first_sight;
     let signals =
@@ -241,6 +235,7 @@ pub(super) fn observe(
     d.unused_now_kib = unused_now;
     d.keep_kib = keep;
     d.consumption_kib_s = h.consumption_kib_s;
+    // With QEMU's overhead as `learn` may just have refined it.
     d.debt_kib = debt_kib(vm, h);
 
     check_grant(config, vm, h, free, &freshness);
@@ -381,6 +376,27 @@ pub(super) fn observe(
     }
     view.class = Class::Donor { normal_kib, pressure_kib };
     view
+}
+
+/// The sample's free figure, if the sample can be acted on: it has one, its figures can be
+/// true together, and its timestamp is not stale.
+fn usable_free(config: &PolicyConfig, vm: &VmStats, h: &VmHistory, freshness: &Freshness) -> Result<u64, Hold> {
+    let Some(free) = free_figure(config, vm).filter(|_| vm.last_update_s != Some(0)) else {
+        return Err(Hold::NoStats);
+    };
+    let size_seen = vm.available_kib.unwrap_or(vm.actual_kib).max(vm.actual_kib);
+    let impossible = vm.max_kib == 0
+        || vm.actual_kib == 0
+        || vm.actual_kib > vm.max_kib
+        || free > size_seen + MOVE_SLACK_KIB
+        || vm.unused_kib.is_some_and(|u| u > size_seen + MOVE_SLACK_KIB);
+    if impossible || freshness.clock_back {
+        return Err(Hold::Inconsistent);
+    }
+    if h.update_advanced && h.ticks_unchanged >= config.stale_ticks {
+        return Err(Hold::Stale);
+    }
+    Ok(free)
 }
 
 /// A move below the minimum is no move.
