@@ -351,3 +351,90 @@ fn backend_outages_are_counted_and_their_rounds_have_no_vm_series() {
         assert!(series("host_available_bytes").is_some(), "round {round}");
     }
 }
+
+/// How a slow client fared: the bytes it got, and when (after it sent its request) the
+/// server ended the connection; `None`: still open when the client gave up.
+struct SlowRead {
+    got: usize,
+    ended_after: Option<Duration>,
+}
+
+/// Sends a scrape, then takes `chunk` bytes of the answer every half second, for at most
+/// `patience`.
+fn read_slowly(addr: SocketAddr, chunk: usize, patience: Duration) -> SlowRead {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let sent = Instant::now();
+    stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let mut buf = vec![0; chunk];
+    let mut got = 0;
+    while sent.elapsed() < patience {
+        match stream.read(&mut buf) {
+            Ok(0) => return SlowRead { got, ended_after: Some(sent.elapsed()) },
+            Ok(n) => got += n,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return SlowRead { got, ended_after: Some(sent.elapsed()) },
+        }
+        // A reset leaves what was received readable; the pending error says the server is gone.
+        if stream.take_error().ok().flatten().is_some() {
+            return SlowRead { got, ended_after: Some(sent.elapsed()) };
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    SlowRead { got, ended_after: None }
+}
+
+/// The deadline covers the whole exchange: a client that takes the answer a little at a time
+/// (so that every single write makes some progress) is cut off once it passes, and meanwhile
+/// the other threads answer scrapes.
+#[test]
+fn a_client_that_reads_slowly_is_cut_off_at_the_deadline_while_scrapes_are_answered() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let deadline = Duration::from_secs(1);
+    let mut metrics =
+        Metrics::start(&MetricsOptions::default()).unwrap().with_listener_deadline(listener, deadline).unwrap();
+    let (summary, snapshot, decisions, roster) = big_round();
+    metrics.publish(&RoundView {
+        summary: &summary,
+        backend_outages: 0,
+        backend_up: true,
+        host_read: true,
+        vms_read: true,
+        snapshot: &snapshot,
+        decisions: &decisions,
+        roster: &roster,
+    });
+    let patience = deadline * 8;
+    let slow: Vec<_> = [1, 64 * 1024]
+        .into_iter()
+        .map(|chunk| (chunk, std::thread::spawn(move || read_slowly(addr, chunk, patience))))
+        .collect();
+    let started = Instant::now();
+    let mut scrapes = 0;
+    while started.elapsed() < deadline * 2 {
+        let asked = Instant::now();
+        let answer = http(addr, b"GET /metrics HTTP/1.0\r\n\r\n");
+        assert!(answer.starts_with("HTTP/1.0 200"), "{}", &answer[..answer.len().min(200)]);
+        assert!(asked.elapsed() < deadline, "a scrape took {:?} beside the slow clients", asked.elapsed());
+        scrapes += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(scrapes >= 5, "{scrapes} scrapes");
+    let reads: Vec<_> = slow.into_iter().map(|(chunk, client)| (chunk, client.join().unwrap())).collect();
+    for (chunk, read) in &reads {
+        eprintln!("chunk {chunk}: got {} bytes, ended after {:?}", read.got, read.ended_after);
+    }
+    for (chunk, read) in reads {
+        let ended = read.ended_after.unwrap_or_else(|| {
+            panic!(
+                "a client reading {chunk} bytes every 0.5 s was still connected after {patience:?} ({} bytes read)",
+                read.got
+            )
+        });
+        assert!(
+            ended < deadline + Duration::from_millis(1500),
+            "a client reading {chunk} bytes every 0.5 s was cut off only after {ended:?}"
+        );
+    }
+}
