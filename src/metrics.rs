@@ -45,8 +45,15 @@ const BYTES_PER_KIB: u64 = 1024;
 /// The values of `memory_coordinator_vm_state`'s `reason` label: `served`, then every reason
 /// [`unserved::reason`] gives for a VM not being served. One series per state, 1 for the VM's
 /// current one, so that a query can select `{reason!="served"} == 1`.
-const STATES: [Option<Hold>; 6] =
-    [None, Some(Hold::Excluded), Some(Hold::NoStats), Some(Hold::Stale), Some(Hold::Inconsistent), Some(Hold::AtMax)];
+const STATES: [Option<Hold>; 7] = [
+    None,
+    Some(Hold::Excluded),
+    Some(Hold::Unanswered),
+    Some(Hold::NoStats),
+    Some(Hold::Stale),
+    Some(Hold::Inconsistent),
+    Some(Hold::AtMax),
+];
 
 fn state_label(state: Option<Hold>) -> &'static str {
     state.map_or("served", Hold::as_str)
@@ -416,8 +423,8 @@ fn render(out: &mut Vec<u8>, r: &RoundView) -> fmt::Result {
     w.family(
         "vm_state",
         "gauge",
-        "1 for the VM's state this round: served, or the reason it is not (excluded, no_stats, stale, \
-         inconsistent, at_max); 0 for the others.",
+        "1 for the VM's state this round: served, or the reason it is not (excluded, unanswered, no_stats, \
+         stale, inconsistent, at_max); 0 for the others.",
     )?;
     for slot in slots() {
         let now = unserved::reason(r.decisions.vms[slot].action);

@@ -229,7 +229,7 @@ fn the_metrics_file_is_replaced_whole_while_the_daemon_runs() {
         reads += 1;
         assert!(text.starts_with("# HELP memory_coordinator_ticks_total"), "a partial file: {text:?}");
         assert!(text.ends_with("reason=\"at_max\"} 0\n"), "a partial file: {text:?}");
-        assert_eq!(text.matches("memory_coordinator_vm_state{").count(), 8 * 6, "{text}");
+        assert_eq!(text.matches("memory_coordinator_vm_state{").count(), 8 * 7, "{text}");
         ticks_seen.insert(text.lines().nth(2).unwrap().to_owned());
     }
     assert_eq!(d.wait_exit(Duration::from_secs(5)).0, Some(0));
