@@ -126,7 +126,25 @@ impl fmt::Display for MetricsError {
                 tmp.display()
             ),
             MetricsError::Listen { addr, source } => {
-                write!(f, "--metrics-listen {addr}: cannot listen ({source}); choose a free port or address")
+                let (family, ip) = if addr.is_ipv4() { ("AF_INET", "IPv4") } else { ("AF_INET6", "IPv6") };
+                match source.raw_os_error() {
+                    // What socket(2) says when a seccomp filter refuses the family (systemd's
+                    // RestrictAddressFamilies=), or when the kernel has no IPv6 at all.
+                    Some(libc::EAFNOSUPPORT) => write!(
+                        f,
+                        "--metrics-listen {addr}: cannot open an {ip} socket ({source}): this process may not use \
+                         {family}. Under systemd, the unit's RestrictAddressFamilies= must list {family}: add it in \
+                         a drop-in (systemctl edit memory-coordinator: [Service] RestrictAddressFamilies=AF_UNIX \
+                         AF_INET AF_INET6){}",
+                        if addr.is_ipv4() { "" } else { "; or the kernel runs without IPv6: listen on 127.0.0.1" }
+                    ),
+                    Some(libc::EACCES) if addr.port() < 1024 => write!(
+                        f,
+                        "--metrics-listen {addr}: cannot listen ({source}): ports below 1024 need \
+                         CAP_NET_BIND_SERVICE, which the service unit does not keep; choose a port above 1023"
+                    ),
+                    _ => write!(f, "--metrics-listen {addr}: cannot listen ({source}); choose a free port or address"),
+                }
             }
         }
     }
@@ -734,6 +752,30 @@ mod tests {
         let got = reader.join().unwrap();
         assert!(took < deadline + Duration::from_millis(400), "the writes went on for {took:?}");
         assert!(got > 8192 && got < body.len(), "the reader took {got} bytes");
+    }
+
+    /// Under the stock unit's old RestrictAddressFamilies=AF_UNIX, socket(2) fails with
+    /// EAFNOSUPPORT, whose own text ("Address family not supported by protocol") does not say
+    /// that the sandbox refused it nor where to allow it.
+    #[test]
+    fn a_refused_address_family_names_the_unit_setting_to_change() {
+        let refused = |addr: &str, errno| {
+            MetricsError::Listen { addr: addr.parse().unwrap(), source: io::Error::from_raw_os_error(errno) }
+                .to_string()
+        };
+        let v4 = refused("127.0.0.1:9848", libc::EAFNOSUPPORT);
+        assert!(v4.starts_with("--metrics-listen 127.0.0.1:9848: cannot open an IPv4 socket ("), "{v4}");
+        assert!(v4.contains("may not use AF_INET."), "{v4}");
+        assert!(v4.contains("RestrictAddressFamilies= must list AF_INET"), "{v4}");
+        assert!(v4.contains("systemctl edit memory-coordinator"), "{v4}");
+        assert!(!v4.contains("free port"), "{v4}");
+        let v6 = refused("[::1]:9848", libc::EAFNOSUPPORT);
+        assert!(v6.contains("IPv6 socket") && v6.contains("must list AF_INET6"), "{v6}");
+        assert!(v6.contains("kernel runs without IPv6"), "{v6}");
+        let low = refused("127.0.0.1:80", libc::EACCES);
+        assert!(low.contains("CAP_NET_BIND_SERVICE") && low.contains("above 1023"), "{low}");
+        let busy = refused("127.0.0.1:9848", libc::EADDRINUSE);
+        assert!(busy.contains("choose a free port"), "{busy}");
     }
 
     #[test]

@@ -438,3 +438,19 @@ fn a_client_that_reads_slowly_is_cut_off_at_the_deadline_while_scrapes_are_answe
         );
     }
 }
+
+/// --metrics-listen under the stock unit: its sandbox must let the daemon open an IPv4 or IPv6
+/// socket, or the opt-in endpoint fails the start (socket(2): EAFNOSUPPORT).
+#[test]
+fn the_stock_unit_allows_the_address_families_metrics_listen_needs() {
+    let unit =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/memory-coordinator.service")).unwrap();
+    let families: Vec<&str> = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("RestrictAddressFamilies="))
+        .flat_map(str::split_whitespace)
+        .collect();
+    for needed in ["AF_UNIX", "AF_INET", "AF_INET6"] {
+        assert!(families.contains(&needed), "RestrictAddressFamilies= lacks {needed}: {families:?}");
+    }
+}
