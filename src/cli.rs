@@ -73,16 +73,20 @@ Signals:
   current round (exit 0); a second one exits at once.
 
 Exit status:
-  0 stopped by a signal, --ticks, or --exit-when-idle; 1 could not start (libvirt
-  unreachable, host memory unreadable, another daemon running, --metrics-file directory
-  not writable, --metrics-listen address in use); 2 bad arguments or configuration file.
+  0      stopped by a signal, --ticks, or --exit-when-idle
+  1      could not start (libvirt unreachable, host memory unreadable, lock file not
+         writable, --metrics-file directory not writable, --metrics-listen refused)
+  2      bad arguments or configuration file
+  10     another memory_coordinator already runs on this host (it holds the lock file)
+  128+N  a second signal N during shutdown
+  The service unit restarts after 1, never after 2 or 10 (RestartPreventExitStatus=).
   memory_coordinator plot: 1 if the file cannot be read or holds no --json round.
 
 Files:
   /proc/meminfo                      host memory (MemAvailable, MemTotal)
   /etc/default/memory-coordinator    MEMORY_COORDINATOR_ARGS for the systemd service
   /run/memory_coordinator/memory_coordinator.lock
-                                     one daemon per host: a second one exits 1 (--lock-file)"
+                                     one daemon per host: a second one exits 10 (--lock-file)"
 );
 
 /// Balances RAM between QEMU/KVM virtual machines through the virtio-balloon.

@@ -425,8 +425,16 @@ impl<B: Backend> Coordinator<B> {
 
         decide(&self.policy, &self.snapshot, &mut self.history, &mut self.decisions);
         for (slot, verdict) in self.verdicts.iter().enumerate() {
-            if self.roster.present[slot] && verdict.is_some_and(|(v, _)| v.is_excluded()) {
+            if !self.roster.present[slot] {
+                continue;
+            }
+            if verdict.is_some_and(|(v, _)| v.is_excluded()) {
                 self.decisions.vms[slot].action = Action::Hold(Hold::Excluded);
+            } else if self.snapshot.vms[slot].is_none() {
+                // The policy holds a slot without figures as absent, but this VM is there: its
+                // backend could not read it this round (a QEMU that did not answer, a libvirt
+                // call that failed). Reported as such, not as a VM served with nothing to do.
+                self.decisions.vms[slot].action = Action::Hold(Hold::Unanswered);
             }
         }
         // Shrinks (and cancels) first: the memory they release is what some grows are funded
@@ -525,7 +533,10 @@ impl<B: Backend> Coordinator<B> {
                     if limit.is_some() { " (max_mib in the configuration file)" } else { "" }
                 );
             }
+            // The backend has logged why, once, and says when the VM is served again.
+            Some(Hold::Unanswered) => log::debug!("{name}: not served: no figures for some rounds"),
             Some(other) => log::info!("{name}: not served: {}", other.as_str()),
+            None if change.from == Some(Hold::Unanswered) => log::debug!("{name}: answers again"),
             None => {
                 let was = match change.from {
                     Some(Hold::Excluded) => "no longer excluded",

@@ -5,7 +5,8 @@
 //! its pid. The lock is `flock(2)`: the kernel drops it when its holder dies, however it dies,
 //! so a crashed daemon never leaves a lock that blocks the next start (the file stays; only
 //! the lock matters). A `--dry-run` instance changes no balloon and takes no lock, so an
-//! operator can watch what the daemon would do beside the running service.
+//! operator can watch what the daemon would do beside the running service. The refusal has an
+//! exit status of its own ([`RUNNING_EXIT`]) that the service unit does not restart on.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -15,6 +16,13 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
+
+/// Exit status when another daemon holds the lock. Its own number, so that the service unit
+/// can list it in `RestartPreventExitStatus=`: restarting cannot help while the other daemon
+/// runs, and every retry would log the same line. None of the names systemd gives exit
+/// statuses (`systemd-analyze exit-status`: libc, LSB, BSD and its own) is 10, so `systemctl
+/// status` shows no misleading one beside it.
+pub const RUNNING_EXIT: u8 = 10;
 
 /// Where the lock lives unless `--lock-file` says otherwise. The service unit's
 /// `RuntimeDirectory=memory_coordinator` creates the directory writable under
@@ -34,14 +42,17 @@ impl fmt::Display for InstanceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             InstanceError::Running { path, pid } => {
-                let who = pid.map_or_else(
-                    || "another memory_coordinator".to_owned(),
-                    |p| format!("another memory_coordinator (pid {p})"),
-                );
+                let (who, kill) = match pid {
+                    Some(p) => (format!("another memory_coordinator (pid {p})"), format!("kill {p}")),
+                    None => ("another memory_coordinator".to_owned(), "end it".to_owned()),
+                };
+                // The refused one may be the service itself, when an operator started one by
+                // hand: then stopping the service is no cure.
                 write!(
                     f,
                     "{who} already runs on this host (it holds {}): two would fight over the same balloons; \
-                     stop it first (systemctl stop memory-coordinator), or run this one with --dry-run to watch",
+                     stop it first (systemctl stop memory-coordinator if it is the service, else {kill}), or run \
+                     this one with --dry-run to watch",
                     path.display()
                 )
             }
@@ -56,6 +67,17 @@ impl fmt::Display for InstanceError {
 }
 
 impl std::error::Error for InstanceError {}
+
+impl InstanceError {
+    /// The exit status this error ends the daemon with: [`RUNNING_EXIT`] when another daemon
+    /// holds the lock, 1 (a start that failed, worth retrying) otherwise.
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            InstanceError::Running { .. } => RUNNING_EXIT,
+            InstanceError::Lock { .. } => 1,
+        }
+    }
+}
 
 /// The held lock; dropping it (or the process ending) releases it.
 #[derive(Debug)]
@@ -121,7 +143,10 @@ mod tests {
         // flock locks belong to the open file description, so a second open in this same
         // process conflicts exactly as another process would.
         match InstanceLock::acquire(&path) {
-            Err(InstanceError::Running { pid, .. }) => assert_eq!(pid, Some(std::process::id())),
+            Err(e @ InstanceError::Running { .. }) => {
+                assert!(matches!(e, InstanceError::Running { pid, .. } if pid == Some(std::process::id())));
+                assert_eq!(e.exit_status(), RUNNING_EXIT);
+            }
             other => panic!("expected Running, got {other:?}"),
         }
         drop(first);
@@ -133,5 +158,6 @@ mod tests {
         let err = InstanceLock::acquire(Path::new("/proc/mc-cannot-be-here/lock")).unwrap_err();
         assert!(matches!(err, InstanceError::Lock { .. }), "{err:?}");
         assert!(err.to_string().contains("--lock-file"), "{err}");
+        assert_eq!(err.exit_status(), 1, "a start that failed, as a backend that cannot start");
     }
 }

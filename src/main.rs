@@ -9,7 +9,7 @@ use memory_coordinator::cli::{self, Invocation, PlotArgs};
 use memory_coordinator::config::{BackendChoice, Config};
 use memory_coordinator::coordinator::Coordinator;
 use memory_coordinator::host::HostMemory;
-use memory_coordinator::instance::InstanceLock;
+use memory_coordinator::instance::{InstanceError, InstanceLock};
 use memory_coordinator::libvirt::LibvirtBackend;
 use memory_coordinator::metrics::Metrics;
 use memory_coordinator::plot;
@@ -31,7 +31,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
-            ExitCode::FAILURE
+            // Another daemon holding the lock has a status of its own (the unit does not
+            // restart on it); any other start that failed is 1.
+            ExitCode::from(e.downcast_ref::<InstanceError>().map_or(1, InstanceError::exit_status))
         }
     }
 }

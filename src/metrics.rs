@@ -26,6 +26,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use nix::sys::socket::{setsockopt, sockopt};
+
 use crate::coordinator::{Roster, Summary};
 use crate::policy::{Decisions, Hold, MAX_DOMAINS, Snapshot};
 use crate::text::VmName;
@@ -43,8 +45,15 @@ const BYTES_PER_KIB: u64 = 1024;
 /// The values of `memory_coordinator_vm_state`'s `reason` label: `served`, then every reason
 /// [`unserved::reason`] gives for a VM not being served. One series per state, 1 for the VM's
 /// current one, so that a query can select `{reason!="served"} == 1`.
-const STATES: [Option<Hold>; 6] =
-    [None, Some(Hold::Excluded), Some(Hold::NoStats), Some(Hold::Stale), Some(Hold::Inconsistent), Some(Hold::AtMax)];
+const STATES: [Option<Hold>; 7] = [
+    None,
+    Some(Hold::Excluded),
+    Some(Hold::Unanswered),
+    Some(Hold::NoStats),
+    Some(Hold::Stale),
+    Some(Hold::Inconsistent),
+    Some(Hold::AtMax),
+];
 
 fn state_label(state: Option<Hold>) -> &'static str {
     state.map_or("served", Hold::as_str)
@@ -64,9 +73,12 @@ pub const CAPACITY_BYTES: usize = MAX_HEADER_BYTES + MAX_DOMAINS * MAX_VM_BYTES;
 
 /// A whole HTTP request head larger than this is refused (431): a scrape is one short line.
 const MAX_REQUEST_BYTES: usize = 8 * 1024;
-/// A client gets this long in all to send its request and take the answer; then its
-/// connection is closed.
+/// A client gets this long in all to send its request, take the answer and close; then its
+/// connection is reset.
 const CLIENT_DEADLINE: Duration = Duration::from_secs(5);
+/// A client beyond [`MAX_CLIENTS`] gets this long to take its 503: it holds up the accepting
+/// thread meanwhile.
+const BUSY_DEADLINE: Duration = Duration::from_millis(200);
 /// Clients answered at once, each on a thread of its own, so that a slow one does not hold up
 /// a scrape; a client beyond these is told 503 at once.
 const MAX_CLIENTS: usize = 8;
@@ -114,7 +126,25 @@ impl fmt::Display for MetricsError {
                 tmp.display()
             ),
             MetricsError::Listen { addr, source } => {
-                write!(f, "--metrics-listen {addr}: cannot listen ({source}); choose a free port or address")
+                let (family, ip) = if addr.is_ipv4() { ("AF_INET", "IPv4") } else { ("AF_INET6", "IPv6") };
+                match source.raw_os_error() {
+                    // What socket(2) says when a seccomp filter refuses the family (systemd's
+                    // RestrictAddressFamilies=), or when the kernel has no IPv6 at all.
+                    Some(libc::EAFNOSUPPORT) => write!(
+                        f,
+                        "--metrics-listen {addr}: cannot open an {ip} socket ({source}): this process may not use \
+                         {family}. Under systemd, the unit's RestrictAddressFamilies= must list {family}: add it in \
+                         a drop-in (systemctl edit memory-coordinator: [Service] RestrictAddressFamilies=AF_UNIX \
+                         AF_INET AF_INET6){}",
+                        if addr.is_ipv4() { "" } else { "; or the kernel runs without IPv6: listen on 127.0.0.1" }
+                    ),
+                    Some(libc::EACCES) if addr.port() < 1024 => write!(
+                        f,
+                        "--metrics-listen {addr}: cannot listen ({source}): ports below 1024 need \
+                         CAP_NET_BIND_SERVICE, which the service unit does not keep; choose a port above 1023"
+                    ),
+                    _ => write!(f, "--metrics-listen {addr}: cannot listen ({source}); choose a free port or address"),
+                }
             }
         }
     }
@@ -224,7 +254,8 @@ impl Metrics {
                 let listener = TcpListener::bind(addr).map_err(|source| MetricsError::Listen { addr, source })?;
                 let shared = Shared::new();
                 let bound = listener.local_addr().unwrap_or(addr);
-                serve(listener, shared.clone()).map_err(|source| MetricsError::Listen { addr, source })?;
+                serve(listener, shared.clone(), CLIENT_DEADLINE)
+                    .map_err(|source| MetricsError::Listen { addr, source })?;
                 log::info!("metrics at http://{bound}/metrics");
                 Some(shared)
             }
@@ -237,9 +268,16 @@ impl Metrics {
     }
 
     /// Serves the metrics on an already bound listener (tests bind port 0 and read the port).
-    pub fn with_listener(mut self, listener: TcpListener) -> io::Result<Metrics> {
+    pub fn with_listener(self, listener: TcpListener) -> io::Result<Metrics> {
+        self.with_listener_deadline(listener, CLIENT_DEADLINE)
+    }
+
+    /// [`Metrics::with_listener`] with another deadline per client than the daemon's 5 s, so
+    /// that a test of the deadline need not wait that long.
+    #[doc(hidden)]
+    pub fn with_listener_deadline(mut self, listener: TcpListener, deadline: Duration) -> io::Result<Metrics> {
         let shared = Shared::new();
-        serve(listener, shared.clone())?;
+        serve(listener, shared.clone(), deadline)?;
         self.shared = Some(shared);
         Ok(self)
     }
@@ -403,8 +441,8 @@ fn render(out: &mut Vec<u8>, r: &RoundView) -> fmt::Result {
     w.family(
         "vm_state",
         "gauge",
-        "1 for the VM's state this round: served, or the reason it is not (excluded, no_stats, stale, \
-         inconsistent, at_max); 0 for the others.",
+        "1 for the VM's state this round: served, or the reason it is not (excluded, unanswered, no_stats, \
+         stale, inconsistent, at_max); 0 for the others.",
     )?;
     for slot in slots() {
         let now = unserved::reason(r.decisions.vms[slot].action);
@@ -415,8 +453,9 @@ fn render(out: &mut Vec<u8>, r: &RoundView) -> fmt::Result {
     Ok(())
 }
 
-/// Starts the server thread. It runs until the process exits.
-fn serve(listener: TcpListener, shared: Shared) -> io::Result<()> {
+/// Starts the server thread. It runs until the process exits. Each client has `deadline` in
+/// all, from its connection to its close.
+fn serve(listener: TcpListener, shared: Shared, deadline: Duration) -> io::Result<()> {
     std::thread::Builder::new().name("metrics-http".into()).spawn(move || {
         let clients = Arc::new(AtomicUsize::new(0));
         for conn in listener.incoming() {
@@ -424,18 +463,20 @@ fn serve(listener: TcpListener, shared: Shared) -> io::Result<()> {
                 Ok(stream) => {
                     if clients.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
                         clients.fetch_sub(1, Ordering::AcqRel);
-                        let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
-                        let _ = respond(&stream, "503 Service Unavailable", "text/plain", b"busy\n", false);
                         // Briefly: this holds up the accepting thread.
-                        linger(&stream, Duration::from_millis(100));
+                        let mut busy = Exchange::new(&stream, BUSY_DEADLINE);
+                        let told = respond(&mut busy, "503 Service Unavailable", "text/plain", b"busy\n", false);
+                        busy.close(told);
                         continue;
                     }
                     let (shared, mine) = (shared.clone(), Arc::clone(&clients));
                     let spawned = std::thread::Builder::new().name("metrics-client".into()).spawn(move || {
-                        if let Err(e) = answer(&stream, &shared, &mut Vec::new()) {
+                        let mut exchange = Exchange::new(&stream, deadline);
+                        let answered = answer(&mut exchange, &shared, &mut Vec::new());
+                        if let Err(e) = &answered {
                             log::debug!("metrics: a client's request failed: {e}");
                         }
-                        linger(&stream, Duration::from_millis(500));
+                        exchange.close(answered);
                         mine.fetch_sub(1, Ordering::AcqRel);
                     });
                     if let Err(e) = spawned {
@@ -454,20 +495,84 @@ fn serve(listener: TcpListener, shared: Shared) -> io::Result<()> {
     Ok(())
 }
 
-/// Closing a socket with unread input sends a reset, which may destroy the answer before the
-/// client reads it (a request larger than we read, a body we ignore): so the sending side is
-/// shut first and what the client still sends is read and dropped, for a bounded time.
-fn linger(mut stream: &TcpStream, at_most: Duration) {
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(at_most));
-    let deadline = Instant::now() + at_most;
-    let mut sink = [0u8; 4096];
-    while Instant::now() < deadline && matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+/// One client's connection and the one deadline its whole exchange must meet. Each read and
+/// each write is given only the time left: a timeout set once on the socket (SO_SNDTIMEO)
+/// applies to every write() anew, so a client that takes a little of the answer now and then
+/// would keep a thread, and the connection, for as long as it likes.
+struct Exchange<'a> {
+    stream: &'a TcpStream,
+    deadline: Instant,
+}
+
+impl<'a> Exchange<'a> {
+    fn new(stream: &'a TcpStream, deadline: Duration) -> Exchange<'a> {
+        Exchange { stream, deadline: Instant::now() + deadline }
+    }
+
+    fn left(&self) -> io::Result<Duration> {
+        match self.deadline.checked_duration_since(Instant::now()) {
+            Some(left) if !left.is_zero() => Ok(left),
+            _ => Err(past_deadline()),
+        }
+    }
+
+    /// Ends the connection. After an answer, the sending side is shut and what the client
+    /// still sends is read and dropped until it closes (closing a socket with unread input
+    /// sends a reset, which may destroy the answer before the client has read it), within the
+    /// deadline. Past the deadline, or after a failed exchange, the connection is reset: a
+    /// plain close would leave the kernel to go on feeding the rest of the answer to a client
+    /// that reads too slowly, long after this thread gave up on it.
+    fn close(mut self, answered: io::Result<()>) {
+        if answered.is_ok() && self.stream.shutdown(std::net::Shutdown::Write).is_ok() {
+            let mut sink = [0u8; 4096];
+            loop {
+                match self.read(&mut sink) {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        // SO_LINGER with a zero timeout: close(2) discards what is unsent and resets.
+        let reset = libc::linger { l_onoff: 1, l_linger: 0 };
+        if let Err(e) = setsockopt(self.stream, sockopt::Linger, &reset) {
+            log::debug!("metrics: cannot reset a client's connection: {e}");
+        }
+    }
+}
+
+fn past_deadline() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "the client's deadline passed")
+}
+
+/// A socket timeout shows as EAGAIN: said as what it means here.
+fn timed_out(e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::WouldBlock { past_deadline() } else { e }
+}
+
+impl Read for Exchange<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.set_read_timeout(Some(self.left()?))?;
+        let mut stream = self.stream;
+        stream.read(buf).map_err(timed_out)
+    }
+}
+
+impl Write for Exchange<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.set_write_timeout(Some(self.left()?))?;
+        let mut stream = self.stream;
+        stream.write(buf).map_err(timed_out)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Reads one request (head only: a GET has no body) and answers it.
-fn answer(mut stream: &TcpStream, shared: &Shared, body: &mut Vec<u8>) -> io::Result<()> {
-    let deadline = Instant::now() + CLIENT_DEADLINE;
+fn answer(exchange: &mut Exchange, shared: &Shared, body: &mut Vec<u8>) -> io::Result<()> {
     let mut request = [0u8; MAX_REQUEST_BYTES];
     let mut len = 0;
     let complete = loop {
@@ -477,21 +582,17 @@ fn answer(mut stream: &TcpStream, shared: &Shared, body: &mut Vec<u8>) -> io::Re
         if len == request.len() {
             break false;
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "the client took too long to send its request"));
-        }
-        stream.set_read_timeout(Some(left))?;
-        match stream.read(&mut request[len..])? {
-            0 => {
+        match exchange.read(&mut request[len..]) {
+            Ok(0) => {
                 return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the client closed before its request ended"));
             }
-            n => len += n,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     };
-    stream.set_write_timeout(Some(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))))?;
     if !complete {
-        return respond(stream, "431 Request Header Fields Too Large", "text/plain", b"request too large\n", true);
+        return respond(exchange, "431 Request Header Fields Too Large", "text/plain", b"request too large\n", true);
     }
     let line = request[..len].split(|b| *b == b'\n').next().unwrap_or_default();
     let mut words = line.split(|b| *b == b' ').filter(|w| !w.is_empty());
@@ -499,16 +600,16 @@ fn answer(mut stream: &TcpStream, shared: &Shared, body: &mut Vec<u8>) -> io::Re
     let path = target.split(|b| *b == b'?').next().unwrap_or_default();
     let head = method == b"HEAD";
     if method != b"GET" && !head {
-        return respond(stream, "405 Method Not Allowed", "text/plain", b"only GET /metrics\n", false);
+        return respond(exchange, "405 Method Not Allowed", "text/plain", b"only GET /metrics\n", false);
     }
     if path != b"/metrics" {
-        return respond(stream, "404 Not Found", "text/plain", b"not found: the metrics are at /metrics\n", head);
+        return respond(exchange, "404 Not Found", "text/plain", b"not found: the metrics are at /metrics\n", head);
     }
     shared.copy_into(body);
     if body.is_empty() {
-        return respond(stream, "503 Service Unavailable", "text/plain", b"no round has finished yet\n", head);
+        return respond(exchange, "503 Service Unavailable", "text/plain", b"no round has finished yet\n", head);
     }
-    respond(stream, "200 OK", CONTENT_TYPE, body, head)
+    respond(exchange, "200 OK", CONTENT_TYPE, body, head)
 }
 
 /// The request head has ended (an empty line), with or without carriage returns.
@@ -516,17 +617,23 @@ fn head_complete(request: &[u8]) -> bool {
     request.windows(4).any(|w| w == b"\r\n\r\n") || request.windows(2).any(|w| w == b"\n\n")
 }
 
-fn respond(mut stream: &TcpStream, status: &str, content_type: &str, body: &[u8], head_only: bool) -> io::Result<()> {
+fn respond(out: &mut Exchange, status: &str, content_type: &str, body: &[u8], head_only: bool) -> io::Result<()> {
     let allow = if status.starts_with("405") { "Allow: GET, HEAD\r\n" } else { "" };
+    // Formatted on the stack and sent whole: write! straight to the socket would make a
+    // write() of every piece.
+    let mut head = [0u8; 256];
+    let mut cursor = io::Cursor::new(&mut head[..]);
     write!(
-        stream,
+        cursor,
         "HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
         body.len()
     )?;
+    let len = usize::try_from(cursor.position()).unwrap_or(head.len());
+    out.write_all(&head[..len])?;
     if !head_only {
-        stream.write_all(body)?;
+        out.write_all(body)?;
     }
-    stream.flush()
+    Ok(())
 }
 
 #[cfg(test)]
@@ -607,6 +714,68 @@ mod tests {
         assert!(head_complete(b"GET /metrics HTTP/1.0\r\n\r\n"));
         assert!(head_complete(b"GET /metrics HTTP/1.0\n\n"));
         assert!(!head_complete(b"GET /metrics HTTP/1.0\r\nHost: x\r\n"));
+    }
+
+    /// Each write is given only the time left: a reader that takes a little at a time, so
+    /// that every write() makes some progress, still sees the exchange end at its deadline.
+    #[test]
+    fn an_answer_read_a_little_at_a_time_still_ends_at_the_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        // Small buffers: the answer cannot wait in the kernel, each write waits for the reader.
+        setsockopt(&server, sockopt::SndBuf, &4096).unwrap();
+        setsockopt(&client, sockopt::RcvBuf, &4096).unwrap();
+        let reader = std::thread::spawn(move || {
+            let (mut client, mut buf, mut got) = (client, [0u8; 2048], 0);
+            let started = Instant::now();
+            // Gives up after a while, so that a broken deadline fails the test instead of
+            // hanging it.
+            while started.elapsed() < Duration::from_secs(5) {
+                match client.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got += n,
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            got
+        });
+        let body = vec![b'x'; 16 << 20];
+        let deadline = Duration::from_millis(500);
+        let started = Instant::now();
+        let mut exchange = Exchange::new(&server, deadline);
+        let written = exchange.write_all(&body);
+        let took = started.elapsed();
+        assert!(matches!(&written, Err(e) if e.kind() == io::ErrorKind::TimedOut), "{written:?}");
+        exchange.close(written);
+        drop(server);
+        let got = reader.join().unwrap();
+        assert!(took < deadline + Duration::from_millis(400), "the writes went on for {took:?}");
+        assert!(got > 8192 && got < body.len(), "the reader took {got} bytes");
+    }
+
+    /// Under the stock unit's old RestrictAddressFamilies=AF_UNIX, socket(2) fails with
+    /// EAFNOSUPPORT, whose own text ("Address family not supported by protocol") does not say
+    /// that the sandbox refused it nor where to allow it.
+    #[test]
+    fn a_refused_address_family_names_the_unit_setting_to_change() {
+        let refused = |addr: &str, errno| {
+            MetricsError::Listen { addr: addr.parse().unwrap(), source: io::Error::from_raw_os_error(errno) }
+                .to_string()
+        };
+        let v4 = refused("127.0.0.1:9848", libc::EAFNOSUPPORT);
+        assert!(v4.starts_with("--metrics-listen 127.0.0.1:9848: cannot open an IPv4 socket ("), "{v4}");
+        assert!(v4.contains("may not use AF_INET."), "{v4}");
+        assert!(v4.contains("RestrictAddressFamilies= must list AF_INET"), "{v4}");
+        assert!(v4.contains("systemctl edit memory-coordinator"), "{v4}");
+        assert!(!v4.contains("free port"), "{v4}");
+        let v6 = refused("[::1]:9848", libc::EAFNOSUPPORT);
+        assert!(v6.contains("IPv6 socket") && v6.contains("must list AF_INET6"), "{v6}");
+        assert!(v6.contains("kernel runs without IPv6"), "{v6}");
+        let low = refused("127.0.0.1:80", libc::EACCES);
+        assert!(low.contains("CAP_NET_BIND_SERVICE") && low.contains("above 1023"), "{low}");
+        let busy = refused("127.0.0.1:9848", libc::EADDRINUSE);
+        assert!(busy.contains("choose a free port"), "{busy}");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Why a VM is not served: excluded by the operator, no stats, stale stats, figures that
-//! contradict each other, or at its max while it needs more. The coordinator logs one line
+//! Why a VM is not served: excluded by the operator, not answered this round, no stats, stale
+//! stats, figures that contradict each other, or at its max while it needs more. The coordinator logs one line
 //! when such a reason starts and one when it ends, never one per round; `--json` shows the
 //! reason of every round.
 //!
@@ -16,7 +16,9 @@ pub const LASTING_ROUNDS: u32 = 3;
 /// The reason, if any, that `action` says the VM is not served.
 pub fn reason(action: Action) -> Option<Hold> {
     match action {
-        Action::Hold(h @ (Hold::Excluded | Hold::NoStats | Hold::Stale | Hold::Inconsistent | Hold::AtMax)) => Some(h),
+        Action::Hold(
+            h @ (Hold::Excluded | Hold::Unanswered | Hold::NoStats | Hold::Stale | Hold::Inconsistent | Hold::AtMax),
+        ) => Some(h),
         _ => None,
     }
 }
@@ -120,6 +122,8 @@ mod tests {
     #[test]
     fn only_reasons_of_not_being_served_count() {
         assert_eq!(reason(Action::Hold(Hold::AtMax)), Some(Hold::AtMax));
+        assert_eq!(reason(Action::Hold(Hold::Unanswered)), Some(Hold::Unanswered));
+        assert_eq!(reason(Action::Hold(Hold::Absent)), None, "an empty slot is no VM");
         assert_eq!(reason(Action::Hold(Hold::Holdoff)), None);
         assert_eq!(reason(Action::Hold(Hold::Settling)), None);
         assert_eq!(reason(Action::Shrink { target_kib: 1 }), None);

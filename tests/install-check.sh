@@ -4,7 +4,8 @@
 #     and never overwrites /etc/default/memory-coordinator;
 #   - the installed unit passes `systemd-analyze verify` with no diagnostic at all (its
 #     ExecStart= binary and its Documentation= man page resolvable), and a unit with a typo'd
-#     key or a missing binary fails the same check (so the check can fail);
+#     key, a missing binary or an unparsable RestartPreventExitStatus= fails the same check
+#     (so the check can fail);
 #   - `man -l` renders the installed page without a warning, with the options and examples.
 # Run by `make test` (after the build and `make man`). No running systemd is needed:
 # `systemd-analyze verify` loads units itself. A check whose tool is missing is skipped.
@@ -66,10 +67,13 @@ else
     else
         bad "systemd-analyze verify on the installed unit:"; cat "$tmp/verify.log"
     fi
-    mkdir -p "$tmp/broken1" "$tmp/broken2" "$tmp/broken3"
+    mkdir -p "$tmp/broken1" "$tmp/broken2" "$tmp/broken3" "$tmp/broken4"
     sed 's/^ProtectSystem=/ProtectSytem=/' "$unit" >"$tmp/broken1/memory-coordinator.service"
     sed 's|^ExecStart=[^ ]*|ExecStart=/nonexistent/memory_coordinator|' "$unit" >"$tmp/broken2/memory-coordinator.service"
-    broken=("$tmp/broken1" "$tmp/broken2")
+    # An exit status systemd cannot parse is ignored with a warning: the daemon would then be
+    # restarted on it.
+    sed 's/^RestartPreventExitStatus=.*/&x/' "$unit" >"$tmp/broken4/memory-coordinator.service"
+    broken=("$tmp/broken1" "$tmp/broken2" "$tmp/broken4")
     # Documentation= is checked only where man can look the page up.
     if command -v man >/dev/null; then
         sed 's|^Documentation=man:memory_coordinator(8)|Documentation=man:memory_coordinatr(8)|' "$unit" \

@@ -229,7 +229,7 @@ fn the_metrics_file_is_replaced_whole_while_the_daemon_runs() {
         reads += 1;
         assert!(text.starts_with("# HELP memory_coordinator_ticks_total"), "a partial file: {text:?}");
         assert!(text.ends_with("reason=\"at_max\"} 0\n"), "a partial file: {text:?}");
-        assert_eq!(text.matches("memory_coordinator_vm_state{").count(), 8 * 6, "{text}");
+        assert_eq!(text.matches("memory_coordinator_vm_state{").count(), 8 * 7, "{text}");
         ticks_seen.insert(text.lines().nth(2).unwrap().to_owned());
     }
     assert_eq!(d.wait_exit(Duration::from_secs(5)).0, Some(0));
@@ -349,5 +349,108 @@ fn backend_outages_are_counted_and_their_rounds_have_no_vm_series() {
         assert_eq!(series("backend_outages_total"), Some(outages.to_string()), "round {round}");
         assert_eq!(vm_series(), !is_down, "round {round}");
         assert!(series("host_available_bytes").is_some(), "round {round}");
+    }
+}
+
+/// How a slow client fared: the bytes it got, and when (after it sent its request) the
+/// server ended the connection; `None`: still open when the client gave up.
+struct SlowRead {
+    got: usize,
+    ended_after: Option<Duration>,
+}
+
+/// Sends a scrape, then takes `chunk` bytes of the answer every half second, for at most
+/// `patience`.
+fn read_slowly(addr: SocketAddr, chunk: usize, patience: Duration) -> SlowRead {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let sent = Instant::now();
+    stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let mut buf = vec![0; chunk];
+    let mut got = 0;
+    while sent.elapsed() < patience {
+        match stream.read(&mut buf) {
+            Ok(0) => return SlowRead { got, ended_after: Some(sent.elapsed()) },
+            Ok(n) => got += n,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return SlowRead { got, ended_after: Some(sent.elapsed()) },
+        }
+        // A reset leaves what was received readable; the pending error says the server is gone.
+        if stream.take_error().ok().flatten().is_some() {
+            return SlowRead { got, ended_after: Some(sent.elapsed()) };
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    SlowRead { got, ended_after: None }
+}
+
+/// The deadline covers the whole exchange: a client that takes the answer a little at a time
+/// (so that every single write makes some progress) is cut off once it passes, and meanwhile
+/// the other threads answer scrapes.
+#[test]
+fn a_client_that_reads_slowly_is_cut_off_at_the_deadline_while_scrapes_are_answered() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let deadline = Duration::from_secs(1);
+    let mut metrics =
+        Metrics::start(&MetricsOptions::default()).unwrap().with_listener_deadline(listener, deadline).unwrap();
+    let (summary, snapshot, decisions, roster) = big_round();
+    metrics.publish(&RoundView {
+        summary: &summary,
+        backend_outages: 0,
+        backend_up: true,
+        host_read: true,
+        vms_read: true,
+        snapshot: &snapshot,
+        decisions: &decisions,
+        roster: &roster,
+    });
+    let patience = deadline * 8;
+    let slow: Vec<_> = [1, 64 * 1024]
+        .into_iter()
+        .map(|chunk| (chunk, std::thread::spawn(move || read_slowly(addr, chunk, patience))))
+        .collect();
+    let started = Instant::now();
+    let mut scrapes = 0;
+    while started.elapsed() < deadline * 2 {
+        let asked = Instant::now();
+        let answer = http(addr, b"GET /metrics HTTP/1.0\r\n\r\n");
+        assert!(answer.starts_with("HTTP/1.0 200"), "{}", &answer[..answer.len().min(200)]);
+        assert!(asked.elapsed() < deadline, "a scrape took {:?} beside the slow clients", asked.elapsed());
+        scrapes += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(scrapes >= 5, "{scrapes} scrapes");
+    let reads: Vec<_> = slow.into_iter().map(|(chunk, client)| (chunk, client.join().unwrap())).collect();
+    for (chunk, read) in &reads {
+        eprintln!("chunk {chunk}: got {} bytes, ended after {:?}", read.got, read.ended_after);
+    }
+    for (chunk, read) in reads {
+        let ended = read.ended_after.unwrap_or_else(|| {
+            panic!(
+                "a client reading {chunk} bytes every 0.5 s was still connected after {patience:?} ({} bytes read)",
+                read.got
+            )
+        });
+        assert!(
+            ended < deadline + Duration::from_millis(1500),
+            "a client reading {chunk} bytes every 0.5 s was cut off only after {ended:?}"
+        );
+    }
+}
+
+/// --metrics-listen under the stock unit: its sandbox must let the daemon open an IPv4 or IPv6
+/// socket, or the opt-in endpoint fails the start (socket(2): EAFNOSUPPORT).
+#[test]
+fn the_stock_unit_allows_the_address_families_metrics_listen_needs() {
+    let unit =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/memory-coordinator.service")).unwrap();
+    let families: Vec<&str> = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("RestrictAddressFamilies="))
+        .flat_map(str::split_whitespace)
+        .collect();
+    for needed in ["AF_UNIX", "AF_INET", "AF_INET6"] {
+        assert!(families.contains(&needed), "RestrictAddressFamilies= lacks {needed}: {families:?}");
     }
 }

@@ -71,7 +71,7 @@ def main():
     expect("backend_up", 1)
     expect("vms", len(last["vms"]))
 
-    states = ["served", "excluded", "no_stats", "stale", "inconsistent", "at_max"]
+    states = ["served", "excluded", "unanswered", "no_stats", "stale", "inconsistent", "at_max"]
     for vm in last["vms"]:
         name = vm["name"]
         kib = lambda field: None if vm.get(field) is None else vm[field] * KIB  # noqa: E731

@@ -18,6 +18,7 @@ use common::daemon::{self, Daemon, json_lines};
 use common::fake_qemu::{FakeQemu, Fault, LATE_ACTUAL_BYTES};
 use memory_coordinator::coordinator::{Backend, Coordinator, LoopOptions, Roster, Round};
 use memory_coordinator::host::HostMemory;
+use memory_coordinator::metrics::{Metrics, MetricsOptions};
 use memory_coordinator::policy::PolicyConfig;
 use memory_coordinator::policy::{MAX_DOMAINS, VmStats};
 use memory_coordinator::qmp::{QmpBackend, QmpOptions};
@@ -174,6 +175,43 @@ fn faulty_peers_do_not_stop_a_healthy_one_being_served_each_round() {
     assert!(by_name("malformed").guest.lock().unwrap().connections >= 2, "malformed peer not reconnected");
     // Stats that stop updating: figures keep coming, but the VM is held as stale.
     assert_eq!(vm(last, "frozen").unwrap()["hold"], "stale", "{last}");
+}
+
+/// A QEMU that accepts but does not answer this round is present without figures: the JSON
+/// line and the metrics say it was not answered, not that it is served with nothing to do.
+#[test]
+fn a_hung_qemu_is_reported_unanswered_in_the_json_line_and_the_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let _healthy = FakeQemu::start(dir.path(), "a-healthy.sock", Some("healthy"), Fault::None, 2048, 100);
+    let _hung = FakeQemu::start(dir.path(), "hung.sock", Some("hung"), Fault::HangAfterSetUp, 2048, 100);
+    let prom = dir.path().join("mc.prom");
+    let metrics = Metrics::start(&MetricsOptions { file: Some(prom.clone()), listen: None }).unwrap();
+    let (c, lines) = coordinator(&format!("{}/*.sock", dir.path().display()), 5);
+    let mut c = c.with_metrics(metrics);
+    let state = |text: &str, vm: &str, reason: &str| {
+        let series = format!("memory_coordinator_vm_state{{vm=\"{vm}\",reason=\"{reason}\"}} ");
+        let line = text.lines().find(|l| l.starts_with(&series)).unwrap_or_else(|| panic!("no {series}in\n{text}"));
+        line[series.len()..].to_owned()
+    };
+    // Set up in the first round, then no answer: every round finds it there without figures,
+    // whether it is asked again or waits out its backoff.
+    for round in 0..3 {
+        c.tick();
+        let rounds = lines.rounds();
+        let hung = vm(rounds.last().unwrap(), "hung").unwrap_or_else(|| panic!("round {round}: hung VM missing"));
+        assert!(hung["actual_kib"].is_null(), "round {round}: {hung}");
+        assert_eq!(hung["action"], "hold", "round {round}: {hung}");
+        assert_eq!(hung["hold"], "unanswered", "round {round}: {hung}");
+        assert_eq!(hung["not_served"], "unanswered", "round {round}: {hung}");
+        let healthy = vm(rounds.last().unwrap(), "healthy").unwrap();
+        assert_eq!(healthy["not_served"], serde_json::Value::Null, "round {round}: {healthy}");
+        let text = std::fs::read_to_string(&prom).unwrap();
+        assert_eq!(state(&text, "hung", "unanswered"), "1", "round {round}");
+        assert_eq!(state(&text, "hung", "served"), "0", "round {round}");
+        assert_eq!(state(&text, "healthy", "served"), "1", "round {round}");
+        assert_eq!(state(&text, "healthy", "unanswered"), "0", "round {round}");
+        assert!(!text.contains("memory_coordinator_vm_actual_bytes{vm=\"hung\"}"), "no figure, no series: {text}");
+    }
 }
 
 /// Refreshes the backend once, outside the loop, as the benchmark does.

@@ -536,6 +536,10 @@ pub enum Hold {
     Steady,
     /// Left out by the operator (`--exclude`, `--domains`, the configuration file).
     Excluded,
+    /// Present, but the backend got no figures for it this round: its QEMU did not answer in
+    /// time or answered with an error, or a libvirt call on it failed. Set by the coordinator:
+    /// `decide` sees only an empty slot, which it holds as `Absent`.
+    Unanswered,
     /// Got a grant that its figures do not show: neither free memory nor host-side use rose.
     /// No further grant until it shows use of what it got.
     Unverified,
@@ -562,6 +566,7 @@ impl Hold {
             Hold::AtFloor => "at_floor",
             Hold::Steady => "steady",
             Hold::Excluded => "excluded",
+            Hold::Unanswered => "unanswered",
             Hold::Unverified => "unverified",
             Hold::Stalled => "stalled",
             Hold::InFlight => "in_flight",
