@@ -84,6 +84,8 @@ fn a_hung_qemu_leaves_its_guest_unserved_the_others_served_every_round_and_sigte
     for r in &rounds {
         assert!(has_figures(r, &healthy), "{healthy} not served while {hung} hangs: {r}");
         assert!(!has_figures(r, &hung), "{hung} has figures while its QEMU is stopped: {r}");
+        let vm = r["vms"].as_array().unwrap().iter().find(|vm| vm["name"] == hung.as_str()).unwrap();
+        assert_eq!(vm["hold"], "unanswered", "{hung} is shown as not answered: {vm}");
     }
     // Rounds keep their interval: no call waits for the hung QEMU any more.
     for pair in rounds.windows(2) {
