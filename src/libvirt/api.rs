@@ -191,8 +191,6 @@ pub struct Connection {
 // and each handle releases its own reference once. Errors are per thread, read by the thread
 // that made the call.
 unsafe impl Send for Connection {}
-// SAFETY: as above: concurrent calls through `&Connection` are what libvirt allows.
-unsafe impl Sync for Connection {}
 
 /// Whether the peer takes part in keepalive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -545,8 +543,6 @@ pub struct Domain {
 // is released once, by whichever thread drops the owning `Domain`. Errors are per thread
 // (`virGetLastError`), and every call here reads its error on the thread that made it.
 unsafe impl Send for Domain {}
-// SAFETY: as above: concurrent calls through `&Domain` are what libvirt allows.
-unsafe impl Sync for Domain {}
 
 /// `virDomainInfo`, in the daemon's units.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -368,17 +368,30 @@ impl LibvirtBackend {
         };
         match self.reading {
             // Stuck on a hung QEMU: the state group never waits for a QEMU.
-            Reading::Bulk if self.calls.busy(LISTING) => return fetch(conn, Reading::StatePerDomain),
-            Reading::Bulk => return self.bulk_listing(),
+            Reading::Bulk | Reading::Unknown if self.calls.busy(LISTING) => {
+                return fetch(conn, Reading::StatePerDomain);
+            }
+            Reading::Bulk => {
+                return match self.bulk_listing() {
+                    Err(e) if e.is_unsupported_stats() => {
+                        // The driver changed under the same URI (a reconnect): find out again.
+                        self.reading = Reading::Unknown;
+                        Err(e)
+                    }
+                    other => other.map(|(listing, _)| listing),
+                };
+            }
             Reading::StatePerDomain | Reading::ListPerDomain => return fetch(conn, self.reading),
             Reading::Unknown => {}
         }
         match self.bulk_listing() {
-            Ok(listing) => {
+            Ok((listing, true)) => {
                 self.reading = Reading::Bulk;
                 log::debug!("{}: {}", self.uri, Reading::Bulk.describe());
                 return Ok(listing);
             }
+            // No answer from the bulk call this round: undecided, read domain by domain.
+            Ok((listing, false)) => return Ok(listing),
             Err(e) if e.is_unsupported_stats() => log::trace!("{}: {e}", self.uri),
             Err(e) => return Err(e),
         }
@@ -399,10 +412,11 @@ impl LibvirtBackend {
         Ok(listing)
     }
 
-    /// Every domain's figures in one bulk call, made by a worker: if it overruns the deadline
-    /// (a hung QEMU), this round and those until it returns list with the state group only and
-    /// read domain by domain, so that only the hung domain goes unserved.
-    fn bulk_listing(&mut self) -> Result<Listing, LibvirtError> {
+    /// Every domain's figures in one bulk call, made by a worker, and whether it answered: if
+    /// it did not (it overran the deadline on a hung QEMU, no worker was free, or a stop cut
+    /// the wait), this round and those until it returns list with the state group only and read
+    /// domain by domain, so that only the hung domain goes unserved.
+    fn bulk_listing(&mut self) -> Result<(Listing, bool), LibvirtError> {
         let Some(conn) = &self.conn else {
             return Err(LibvirtError::new("virConnectOpen", 0, 0, "not connected"));
         };
@@ -410,13 +424,15 @@ impl LibvirtBackend {
         let lent = (None, Some(conn.try_clone()?));
         let cancel = self.round_cancel.clone();
         match self.calls.call(LISTING, call, lent, Instant::now() + DEADLINE, cancel.as_deref()) {
-            Some(Finished { result: Ok(Answer::List(list)), .. }) => Ok(Listing::Stats(list)),
-            Some(Finished { result: Err(e), .. }) if e.operation == NOT_STARTED => fetch(conn, Reading::StatePerDomain),
+            Some(Finished { result: Ok(Answer::List(list)), .. }) => Ok((Listing::Stats(list), true)),
+            Some(Finished { result: Err(e), .. }) if e.operation == NOT_STARTED => {
+                fetch(conn, Reading::StatePerDomain).map(|l| (l, false))
+            }
             Some(Finished { result: Err(e), .. }) => Err(e),
             Some(Finished { result: Ok(_), .. }) => {
                 Err(LibvirtError::new("(worker)", 0, 0, "a listing answered as another call"))
             }
-            None if self.stopping() => fetch(conn, Reading::StatePerDomain),
+            None if self.stopping() => fetch(conn, Reading::StatePerDomain).map(|l| (l, false)),
             None => {
                 log::warn!(
                     "{}: the bulk statistics call has not returned within {} s (a guest's QEMU is probably hung): \
@@ -424,7 +440,7 @@ impl LibvirtBackend {
                     self.uri,
                     DEADLINE.as_secs()
                 );
-                fetch(conn, Reading::StatePerDomain)
+                fetch(conn, Reading::StatePerDomain).map(|l| (l, false))
             }
         }
     }
@@ -475,8 +491,14 @@ impl LibvirtBackend {
             return None;
         }
         if let Some(late) = self.calls.returned_late(slot) {
-            log::info!("{name}: libvirt answered again, {} s after the deadline", late.late.as_secs());
-            s.hung_since = None;
+            // A call that gave up (libvirt's own 30 s wait for the domain's job, which a stuck
+            // call holds) says nothing of the QEMU: only an answer ends the hang.
+            if late.result.is_ok() {
+                log::info!("{name}: libvirt answered again, {} s after the deadline", late.late.as_secs());
+                s.hung_since = None;
+            } else {
+                s.hung_since.get_or_insert_with(Instant::now);
+            }
         }
 
         let paused = figures.and_then(|f| f.state) == Some(ffi::VIR_DOMAIN_PAUSED);
@@ -806,10 +828,12 @@ impl Backend for LibvirtBackend {
             self.lose_connection();
             return Err(LibvirtBackendError::ConnectionLost(e));
         }
-        let state = &mut self.state;
+        let (state, calls) = (&mut self.state, &self.calls);
         self.slots.end_round(|slot, _| {
             log::info!("{} is gone", state[slot].name);
             state[slot] = SlotState::EMPTY;
+            // A call on it that returned late holds a handle of the old connection: release it.
+            drop(calls.returned_late(slot));
         });
         Ok(())
     }
@@ -820,15 +844,20 @@ impl Backend for LibvirtBackend {
         let name = s.name;
         // Made by a worker: a QEMU that hung since this round's reads holds the round at most
         // the deadline.
-        // Not cut short by a stop: `--restore-on-exit` applies its targets after it.
+        // Cut short by a stop only in a round begun before it: `--restore-on-exit` applies its
+        // targets in a round of its own.
         let call = Call::SetMemory(target_kib);
-        let Some(done) = self.calls.call(slot, call, (Some(dom), None), Instant::now() + DEADLINE, None) else {
+        let cancel = self.round_cancel.clone();
+        let deadline = Instant::now() + DEADLINE;
+        let Some(done) = self.calls.call(slot, call, (Some(dom), None), deadline, cancel.as_deref()) else {
             self.overran(slot);
             return Err(LibvirtBackendError::Unanswered(name));
         };
         let s = &mut self.state[slot];
         s.domain = done.domain;
         match done.result {
+            // Never sent (every worker stuck on hung QEMUs): nothing to learn about the domain.
+            Err(e) if e.operation == NOT_STARTED => Err(LibvirtBackendError::Unanswered(name)),
             Ok(_) => {
                 s.target_kib = Some(target_kib);
                 s.live_reads = LIVE_READS_AFTER_APPLY;

@@ -7,8 +7,11 @@
 //! obeyed. So every call that can reach a monitor (the bulk balloon listing, a domain's stats,
 //! its stats period, a new balloon target) is made by a worker, and the loop waits for it at
 //! most [`DEADLINE`]. A call that overruns is left to its worker; its domain (or the bulk
-//! listing) is *busy* and gets no new call until that one returns, and a worker stuck in it is
-//! replaced (up to [`MAX_WORKERS`] in all) so the healthy domains keep being served.
+//! listing) is *busy* and gets no new call until that one returns. Stuck workers are not
+//! replaced: libvirtd reads at most `max_client_requests` (default 5) calls of a connection at
+//! once, and beyond that stops reading it at all (the loop's own listing and the keepalive
+//! included), so the workers never have more than [`WORKERS`] calls in flight. With that many
+//! QEMUs hung at once, reads wait for one of them to return.
 //!
 //! **Per-domain reads side by side.** Where a driver gives no bulk balloon figures, a round
 //! costs one `virDomainMemoryStats` round trip per domain, and each waits on libvirtd's
@@ -30,14 +33,11 @@ use super::api::{Connection, Domain, DomainStatsList, LibvirtError, MemoryStats,
 use super::ffi;
 use crate::policy::MAX_DOMAINS;
 
-/// Workers that wait for calls. libvirtd serves at most `max_client_requests` (default 5)
-/// calls of one client at once; one more keeps a call queued there the moment one finishes.
-/// Measured over 256 test-driver domains (`libvirtd_tick`): 1 worker 37–45 ms a round, 4
-/// workers 21–23 ms, 6 workers 19–22 ms, 8 no better.
-pub const WORKERS: usize = 6;
-
-/// Workers stuck in calls that overran are replaced, up to this many workers in all.
-pub const MAX_WORKERS: usize = 16;
+/// Workers, hence calls in flight at most: one below libvirtd's default
+/// `max_client_requests` (5), so that the loop's own calls still get through when every worker
+/// is stuck on a hung QEMU. Measured over 256 test-driver domains (`libvirtd_tick`): 1 worker
+/// 37–45 ms a round, 4 workers 21–23 ms (6: 19–22 ms, within the noise).
+pub const WORKERS: usize = 4;
 
 /// How long the loop waits for the calls of one batch (a round's reads, one target). A healthy
 /// libvirtd answers in milliseconds; this only bounds what a hung QEMU can cost a round.
@@ -153,6 +153,9 @@ struct Job {
 }
 
 impl Job {
+    // Job indices are queued as u16.
+    const _FITS: () = assert!(JOBS <= u16::MAX as usize);
+
     const IDLE: Job = Job {
         state: State::Idle,
         call: Call::SetMemory(0),
@@ -174,8 +177,9 @@ struct Table {
     queued: usize,
     /// Jobs of the current batch not done yet.
     outstanding: usize,
-    /// Workers in a call.
+    /// Workers in a call, and those of them in a call that overran its deadline.
     running: usize,
+    stuck: usize,
     workers: usize,
     stop: bool,
 }
@@ -235,13 +239,14 @@ impl Calls {
                     queued: 0,
                     outstanding: 0,
                     running: 0,
+                    stuck: 0,
                     workers: 0,
                     stop: false,
                 }),
                 queued: Condvar::new(),
                 finished: Condvar::new(),
             }),
-            threads: Vec::with_capacity(MAX_WORKERS),
+            threads: Vec::with_capacity(WORKERS),
             inline: false,
         };
         for _ in 0..WORKERS {
@@ -310,16 +315,15 @@ impl Calls {
     }
 
     /// Waits until every job submitted since the last wait is done, or until `deadline`, or
-    /// until `cancel` is set (checked every [`CANCEL_CHECK`]). Jobs not started by then are
-    /// called off; jobs still running are left to their workers (busy until they return), and
-    /// as many workers are added (up to [`MAX_WORKERS`]) so that [`WORKERS`] are free. Returns
-    /// how many jobs overran.
+    /// until `cancel` is set (checked every [`CANCEL_CHECK`]), or at once while every worker is
+    /// stuck in a call that overran. Jobs not started by then are called off; jobs still running
+    /// are left to their workers (busy until they return). Returns how many jobs overran.
     pub fn wait(&mut self, deadline: Instant, cancel: Option<&AtomicBool>) -> usize {
         let mut t = self.shared.lock();
         if t.queued > 0 {
             self.shared.queued.notify_all();
         }
-        while t.outstanding > 0 && !cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+        while t.outstanding > 0 && !cancel.is_some_and(|c| c.load(Ordering::Relaxed)) && t.stuck < t.workers {
             let now = Instant::now();
             if now >= deadline {
                 break;
@@ -351,19 +355,9 @@ impl Calls {
                 }
             }
         }
+        t.stuck += overran;
         t.queued = 0;
         t.outstanding = 0;
-        let free = t.workers - t.running.min(t.workers);
-        drop(t);
-        for _ in free..WORKERS {
-            if self.threads.len() >= MAX_WORKERS {
-                break;
-            }
-            if let Err(e) = self.add_worker() {
-                log::warn!("cannot start another libvirt worker ({e}): fewer calls side by side");
-                break;
-            }
-        }
         overran
     }
 
@@ -376,8 +370,12 @@ impl Calls {
             return None;
         }
         job.state = State::Idle;
-        job.conn = None;
-        Some(Finished { domain: job.domain.take(), result: job.result.take()?, late: Duration::ZERO })
+        let conn = job.conn.take();
+        let finished = Finished { domain: job.domain.take(), result: job.result.take()?, late: Duration::ZERO };
+        drop(t);
+        // Released without the lock: the last reference closes the connection.
+        drop(conn);
+        Some(finished)
     }
 
     /// Submits one call and waits for it (at most until `deadline`, or until `cancel`).
@@ -442,10 +440,12 @@ fn work(shared: &Shared) {
         job.domain = domain;
         job.result = Some(result);
         job.state = State::Done;
-        if let Some(at) = job.overran_at {
-            job.late = at.elapsed();
+        let overran = job.overran_at.inspect(|at| job.late = at.elapsed()).is_some();
+        let in_batch = std::mem::replace(&mut job.in_batch, false);
+        if overran {
+            t.stuck = t.stuck.saturating_sub(1);
         }
-        if std::mem::replace(&mut job.in_batch, false) {
+        if in_batch {
             t.outstanding -= 1;
             if t.outstanding == 0 {
                 shared.finished.notify_one();
