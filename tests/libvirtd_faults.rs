@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use common::lab;
-use common::test_driver::{CapturedLog, JsonSink, SHARED_NODE, SharedDomains, virsh_shared};
+use common::test_driver::{CapturedLog, JsonSink, SHARED_NODE, SharedDomains, virsh_shared, worker_threads};
 use memory_coordinator::coordinator::{Backend, Coordinator, LoopOptions, Roster, Round};
 use memory_coordinator::host::HostMemory;
 use memory_coordinator::libvirt::{LibvirtBackend, LibvirtBackendError, Reading};
@@ -91,15 +91,6 @@ fn destroyed_between_listing_and_reading(test: &str, prefix: &str, count: usize)
     assert!(log.lines_with(&["WARN", &victim]).is_empty(), "{:?}", log.lines_with(&[&victim]));
     drop(c);
     assert_eq!(worker_threads(), 0, "the workers outlived their backend");
-}
-
-/// The libvirt backend's worker threads in this process (named by the backend).
-fn worker_threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|task| std::fs::read_to_string(task.unwrap().path().join("comm")).ok())
-        .filter(|comm| comm.starts_with("libvirt-call-"))
-        .count()
 }
 
 /// Fault injection: destroys the domain named `victim` (with `virsh`) right before the first

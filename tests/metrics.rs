@@ -279,16 +279,7 @@ fn a_reader_never_sees_a_partial_metrics_file() {
     };
     for _ in 0..300 {
         summary.ticks += 1;
-        metrics.publish(&RoundView {
-            summary: &summary,
-            backend_outages: 0,
-            backend_up: true,
-            host_read: true,
-            vms_read: true,
-            snapshot: &snapshot,
-            decisions: &decisions,
-            roster: &roster,
-        });
+        metrics.publish(&healthy_round(&summary, &snapshot, &decisions, &roster));
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (whole, partial) = reader.join().unwrap();
@@ -395,16 +386,7 @@ fn a_client_that_reads_slowly_is_cut_off_at_the_deadline_while_scrapes_are_answe
     let mut metrics =
         Metrics::start(&MetricsOptions::default()).unwrap().with_listener_deadline(listener, deadline).unwrap();
     let (summary, snapshot, decisions, roster) = big_round();
-    metrics.publish(&RoundView {
-        summary: &summary,
-        backend_outages: 0,
-        backend_up: true,
-        host_read: true,
-        vms_read: true,
-        snapshot: &snapshot,
-        decisions: &decisions,
-        roster: &roster,
-    });
+    metrics.publish(&healthy_round(&summary, &snapshot, &decisions, &roster));
     let patience = deadline * 8;
     let slow: Vec<_> = [1, 64 * 1024]
         .into_iter()
@@ -452,5 +434,24 @@ fn the_stock_unit_allows_the_address_families_metrics_listen_needs() {
         .collect();
     for needed in ["AF_UNIX", "AF_INET", "AF_INET6"] {
         assert!(families.contains(&needed), "RestrictAddressFamilies= lacks {needed}: {families:?}");
+    }
+}
+
+/// A round in which the backend and the host were read.
+fn healthy_round<'a>(
+    summary: &'a Summary,
+    snapshot: &'a Snapshot,
+    decisions: &'a Decisions,
+    roster: &'a Roster,
+) -> RoundView<'a> {
+    RoundView {
+        summary,
+        backend_outages: 0,
+        backend_up: true,
+        host_read: true,
+        vms_read: true,
+        snapshot,
+        decisions,
+        roster,
     }
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use common::counting_alloc::{CountingAlloc, allocations_during, allocations_with_workers_during, info_logger_to_file};
 use common::lab;
-use common::test_driver::{COURSE_NODE, TestDomain, node_uri};
+use common::test_driver::{COURSE_NODE, TestDomain, node_uri, worker_threads};
 use memory_coordinator::coordinator::{Backend, Coordinator, LoopOptions, Round};
 use memory_coordinator::host::HostMemory;
 use memory_coordinator::libvirt::{LibvirtBackend, Reading};
@@ -152,15 +152,6 @@ fn a_hundred_rounds_over_libvirt_allocate_nothing_after_warm_up() {
 
 /// The extra domains of the libvirt test.
 const EXTRA: [&str; 12] = ["x01", "x02", "x03", "x04", "x05", "x06", "x07", "x08", "x09", "x10", "x11", "x12"];
-
-/// The libvirt backend's worker threads in this process (named by the backend).
-fn worker_threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|task| std::fs::read_to_string(task.unwrap().path().join("comm")).ok())
-        .filter(|comm| comm.starts_with("libvirt-call-"))
-        .count()
-}
 
 #[test]
 fn a_hundred_bulk_rounds_over_a_real_guest_allocate_nothing_after_warm_up() {

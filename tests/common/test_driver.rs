@@ -265,3 +265,12 @@ pub fn cpu_time(pid: u32) -> std::time::Duration {
     let per_s = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap();
     std::time::Duration::from_millis(ticks * 1000 / per_s)
 }
+
+/// The libvirt backend's worker threads in this process (the backend names them).
+pub fn worker_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.unwrap().path().join("comm")).ok())
+        .filter(|comm| comm.starts_with("libvirt-call-"))
+        .count()
+}
