@@ -1,7 +1,7 @@
 //! Why a VM is not served: excluded by the operator, not answered this round, no stats, stale
-//! stats, figures that contradict each other, or at its max while it needs more. The coordinator logs one line
-//! when such a reason starts and one when it ends, never one per round; `--json` shows the
-//! reason of every round.
+//! stats, figures that contradict each other, or at its max while it needs more. The
+//! coordinator logs one line when such a reason starts and one when it ends, never one per
+//! round; `--json` shows the reason of every round.
 //!
 //! A reason is logged only once it has lasted [`LASTING_ROUNDS`] rounds: a VM just started
 //! has no stats for its first round or two (its stats period was only just set), and a VM

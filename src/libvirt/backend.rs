@@ -234,9 +234,9 @@ pub struct LibvirtBackend {
     calls: Calls,
     /// Set when the daemon is asked to stop.
     stop: Option<Arc<AtomicBool>>,
-    /// What cuts this round's waits short: the stop flag, if the round began before a stop.
+    /// Whether a stop cuts this round's waits short: only in a round begun before the stop.
     /// A round begun after it (the last reading, for `--restore-on-exit`) waits for answers.
-    round_cancel: Option<Arc<AtomicBool>>,
+    cancellable: bool,
     /// Fault injection for tests: runs after the domains are listed, before any is read.
     after_listing: Option<Box<dyn FnMut()>>,
 }
@@ -260,7 +260,7 @@ impl LibvirtBackend {
                 inline
             }),
             stop: None,
-            round_cancel: None,
+            cancellable: false,
             after_listing: None,
         })
     }
@@ -288,6 +288,11 @@ impl LibvirtBackend {
 
     fn stopping(&self) -> bool {
         self.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed))
+    }
+
+    /// The flag that cuts this round's waits short, if any.
+    fn cancel(&self) -> Option<&AtomicBool> {
+        self.stop.as_deref().filter(|_| self.cancellable)
     }
 
     /// Fault injection for tests: `hook` runs in every round after the domains are listed and
@@ -367,37 +372,33 @@ impl LibvirtBackend {
             return Err(LibvirtError::new("virConnectOpen", 0, 0, "not connected"));
         };
         match self.reading {
-            // Stuck on a hung QEMU: the state group never waits for a QEMU.
-            Reading::Bulk | Reading::Unknown if self.calls.busy(LISTING) => {
-                return fetch(conn, Reading::StatePerDomain);
-            }
+            Reading::StatePerDomain | Reading::ListPerDomain => return fetch(conn, self.reading),
             Reading::Bulk => {
-                return match self.bulk_listing() {
+                return match self.bulk_listing(conn) {
+                    Ok(Some(list)) => Ok(Listing::Stats(list)),
+                    // The state group never waits for a QEMU.
+                    Ok(None) => fetch(conn, Reading::StatePerDomain),
                     Err(e) if e.is_unsupported_stats() => {
                         // The driver changed under the same URI (a reconnect): find out again.
                         self.reading = Reading::Unknown;
                         Err(e)
                     }
-                    other => other.map(|(listing, _)| listing),
+                    Err(e) => Err(e),
                 };
             }
-            Reading::StatePerDomain | Reading::ListPerDomain => return fetch(conn, self.reading),
             Reading::Unknown => {}
         }
-        match self.bulk_listing() {
-            Ok((listing, true)) => {
+        match self.bulk_listing(conn) {
+            Ok(Some(list)) => {
                 self.reading = Reading::Bulk;
                 log::debug!("{}: {}", self.uri, Reading::Bulk.describe());
-                return Ok(listing);
+                return Ok(Listing::Stats(list));
             }
             // No answer from the bulk call this round: undecided, read domain by domain.
-            Ok((listing, false)) => return Ok(listing),
+            Ok(None) => return fetch(conn, Reading::StatePerDomain),
             Err(e) if e.is_unsupported_stats() => log::trace!("{}: {e}", self.uri),
             Err(e) => return Err(e),
         }
-        let Some(conn) = &self.conn else {
-            return Err(LibvirtError::new("virConnectOpen", 0, 0, "not connected"));
-        };
         let mut reading = Reading::StatePerDomain;
         let listing = match fetch(conn, reading) {
             Err(e) if e.is_unsupported_stats() => {
@@ -412,35 +413,33 @@ impl LibvirtBackend {
         Ok(listing)
     }
 
-    /// Every domain's figures in one bulk call, made by a worker, and whether it answered: if
-    /// it did not (it overran the deadline on a hung QEMU, no worker was free, or a stop cut
-    /// the wait), this round and those until it returns list with the state group only and read
-    /// domain by domain, so that only the hung domain goes unserved.
-    fn bulk_listing(&mut self) -> Result<(Listing, bool), LibvirtError> {
-        let Some(conn) = &self.conn else {
-            return Err(LibvirtError::new("virConnectOpen", 0, 0, "not connected"));
-        };
+    /// Every domain's figures in one bulk call, made by a worker. `None` if it gave no answer:
+    /// an earlier one is still stuck on a hung QEMU, this one overran the deadline, no worker
+    /// was free, or a stop cut the wait. The caller then lists with the state group only and
+    /// reads domain by domain, so that only the hung domain goes unserved.
+    fn bulk_listing(&self, conn: &Connection) -> Result<Option<DomainStatsList>, LibvirtError> {
+        if self.calls.busy(LISTING) {
+            return Ok(None);
+        }
         let call = Call::List(StatsGroups::StateAndBalloon);
         let lent = (None, Some(conn.try_clone()?));
-        let cancel = self.round_cancel.clone();
-        match self.calls.call(LISTING, call, lent, Instant::now() + DEADLINE, cancel.as_deref()) {
-            Some(Finished { result: Ok(Answer::List(list)), .. }) => Ok((Listing::Stats(list), true)),
-            Some(Finished { result: Err(e), .. }) if e.operation == NOT_STARTED => {
-                fetch(conn, Reading::StatePerDomain).map(|l| (l, false))
-            }
+        match self.calls.call(LISTING, call, lent, Instant::now() + DEADLINE, self.cancel()) {
+            Some(Finished { result: Ok(Answer::List(list)), .. }) => Ok(Some(list)),
+            Some(Finished { result: Err(e), .. }) if e.operation == NOT_STARTED => Ok(None),
             Some(Finished { result: Err(e), .. }) => Err(e),
             Some(Finished { result: Ok(_), .. }) => {
                 Err(LibvirtError::new("(worker)", 0, 0, "a listing answered as another call"))
             }
-            None if self.stopping() => fetch(conn, Reading::StatePerDomain).map(|l| (l, false)),
             None => {
-                log::warn!(
-                    "{}: the bulk statistics call has not returned within {} s (a guest's QEMU is probably hung): \
-                     reading domain by domain until it returns",
-                    self.uri,
-                    DEADLINE.as_secs()
-                );
-                fetch(conn, Reading::StatePerDomain).map(|l| (l, false))
+                if !self.stopping() {
+                    log::warn!(
+                        "{}: the bulk statistics call has not returned within {} s (a guest's QEMU is probably \
+                         hung): reading domain by domain until it returns",
+                        self.uri,
+                        DEADLINE.as_secs()
+                    );
+                }
+                Ok(None)
             }
         }
     }
@@ -654,8 +653,7 @@ impl LibvirtBackend {
                 }
             }
         }
-        let cancel = self.round_cancel.clone();
-        self.calls.wait(deadline, cancel.as_deref());
+        self.calls.wait(deadline, self.cancel());
         let mut died = None;
         for i in 0..n {
             let mut p = std::mem::replace(&mut self.pending[i], Pending::EMPTY);
@@ -812,7 +810,7 @@ impl Backend for LibvirtBackend {
     }
 
     fn refresh(&mut self, vms: &mut [Option<VmStats>; MAX_DOMAINS], roster: &mut Roster) -> Result<(), Self::Error> {
-        self.round_cancel = self.stop.clone().filter(|_| !self.stopping());
+        self.cancellable = !self.stopping();
         self.ensure_connected()?;
         let listing = match self.list() {
             Ok(listing) => listing,
@@ -843,13 +841,10 @@ impl Backend for LibvirtBackend {
         let dom = s.domain.take().ok_or(LibvirtBackendError::NoDomain(slot))?;
         let name = s.name;
         // Made by a worker: a QEMU that hung since this round's reads holds the round at most
-        // the deadline.
-        // Cut short by a stop only in a round begun before it: `--restore-on-exit` applies its
-        // targets in a round of its own.
+        // the deadline (less, after a stop: `--restore-on-exit` applies in a round of its own).
         let call = Call::SetMemory(target_kib);
-        let cancel = self.round_cancel.clone();
         let deadline = Instant::now() + DEADLINE;
-        let Some(done) = self.calls.call(slot, call, (Some(dom), None), deadline, cancel.as_deref()) else {
+        let Some(done) = self.calls.call(slot, call, (Some(dom), None), deadline, self.cancel()) else {
             self.overran(slot);
             return Err(LibvirtBackendError::Unanswered(name));
         };

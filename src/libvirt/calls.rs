@@ -286,7 +286,6 @@ impl Calls {
             return None;
         }
         job.overran_at = None;
-        job.conn = None;
         job.state = State::Idle;
         Some(Finished { domain: job.domain.take(), result: job.result.take()?, late: job.late })
     }
@@ -317,8 +316,8 @@ impl Calls {
     /// Waits until every job submitted since the last wait is done, or until `deadline`, or
     /// until `cancel` is set (checked every [`CANCEL_CHECK`]), or at once while every worker is
     /// stuck in a call that overran. Jobs not started by then are called off; jobs still running
-    /// are left to their workers (busy until they return). Returns how many jobs overran.
-    pub fn wait(&mut self, deadline: Instant, cancel: Option<&AtomicBool>) -> usize {
+    /// are left to their workers (busy until they return).
+    pub fn wait(&self, deadline: Instant, cancel: Option<&AtomicBool>) {
         let mut t = self.shared.lock();
         if t.queued > 0 {
             self.shared.queued.notify_all();
@@ -332,7 +331,7 @@ impl Calls {
             t = self.shared.finished.wait_timeout(t, slice).unwrap_or_else(PoisonError::into_inner).0;
         }
         if t.outstanding == 0 {
-            return 0;
+            return;
         }
         let now = Instant::now();
         let mut overran = 0;
@@ -358,7 +357,6 @@ impl Calls {
         t.stuck += overran;
         t.queued = 0;
         t.outstanding = 0;
-        overran
     }
 
     /// Job `i`'s result, if it finished within its batch; `None` if it overran (it is then
@@ -380,7 +378,7 @@ impl Calls {
 
     /// Submits one call and waits for it (at most until `deadline`, or until `cancel`).
     pub fn call(
-        &mut self,
+        &self,
         i: usize,
         call: Call,
         lent: (Option<Domain>, Option<Connection>),
