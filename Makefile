@@ -20,7 +20,7 @@ BIN          := memory_coordinator
 DEBIAN_PACKAGES := build-essential pkg-config libvirt-dev libclang-dev clang \
                    libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients \
                    qemu-system-x86 busybox-static cpio kmod procps man-db \
-                   python3-prometheus-client systemd
+                   python3-prometheus-client systemd socat
 
 # cargo-fuzz needs nightly features; with no nightly toolchain, stable is allowed to use them.
 FUZZ_TOOLCHAIN := $(shell rustup toolchain list 2>/dev/null | grep -q '^nightly' && echo +nightly)

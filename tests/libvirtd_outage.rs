@@ -1,8 +1,9 @@
 //! libvirtd hung (SIGSTOP) in the middle of the daemon's calls, and libvirtd killed and
 //! started again: the real binary, serving 4 domains of libvirt's test driver through the system
-//! libvirtd, notices the loss, waits without spinning, never exits, and serves again within 5 s
-//! of the daemon's return. Lab-locked (it stops and kills the system libvirtd); the two tests
-//! run one at a time.
+//! libvirtd, notices the loss, waits without spinning, never exits, obeys SIGTERM at once, and
+//! serves again within 5 s of the daemon's return; over its local socket and over a relayed
+//! transport (where keepalive is on). Lab-locked (it stops and kills the system libvirtd); the
+//! tests run one at a time.
 
 mod common;
 
@@ -60,11 +61,20 @@ fn stop(mut d: Daemon) -> u64 {
     summary.split("stopped: ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap()
 }
 
-#[test]
-fn a_hung_libvirtd_is_noticed_waited_for_without_spinning_and_served_again_when_it_continues() {
-    let Some(_turn) = lab_turn("libvirtd hung with SIGSTOP") else { return };
+/// What a daemon served over `transport` went through while libvirtd was stopped for 20 s.
+struct Hang {
+    noticed: Duration,
+    cpu_while_hung: Duration,
+    back_after: Duration,
+    rounds: u64,
+    stderr: Vec<String>,
+}
+
+/// Stops libvirtd for 20 s under a daemon serving 4 test-driver domains over `transport`, then
+/// lets it run again and waits until the daemon serves all four again.
+fn hang_libvirtd(transport: Transport) -> Hang {
     let dir = tempfile::tempdir().unwrap();
-    let uri = node_uri_over(&dir, &COURSE_NODE, Transport::Libvirtd);
+    let uri = node_uri_over(&dir, &COURSE_NODE, transport);
     let started = Instant::now();
     let mut d = Daemon::start(&["1", "--connect", &uri, "--json", "-v"]);
     served_round_after(&mut d, 0, Duration::from_secs(10));
@@ -72,30 +82,83 @@ fn a_hung_libvirtd_is_noticed_waited_for_without_spinning_and_served_again_when_
     let cpu_before = cpu_time(d.child.id());
     let stopped_at = Instant::now();
     let stopped = StoppedLibvirtd::stop();
-    // Keepalive (3 probes, 3 s apart) gives the call that hangs up.
-    d.wait_for("lost the libvirt connection", Duration::from_secs(25));
+    d.wait_for("has not answered the domain listing", Duration::from_secs(5));
     let noticed = stopped_at.elapsed();
     std::thread::sleep(Duration::from_secs(20).saturating_sub(stopped_at.elapsed()));
     let cpu_while_hung = cpu_time(d.child.id()) - cpu_before;
-    let hung_for = stopped_at.elapsed();
     assert!(d.child.try_wait().unwrap().is_none(), "the daemon exited while libvirtd hung");
     let round_before = last_round(&mut d);
 
     stopped.resume();
     let (_, back_after) = served_round_after(&mut d, round_before, BACK_WITHIN);
-    d.wait_for("reconnected to", Duration::from_secs(1));
-    let lost = d.poll_stderr().iter().filter(|l| l.contains("lost the libvirt connection")).count();
+    let stderr = d.poll_stderr().to_vec();
     let rounds = stop(d);
     eprintln!(
-        "hung {hung_for:?}: loss noticed after {noticed:?}, {cpu_while_hung:?} of CPU while hung, \
-         served again {back_after:?} after SIGCONT, {rounds} rounds in {:?}",
+        "{transport:?}: loss noticed after {noticed:?}, {cpu_while_hung:?} of CPU while hung, served again \
+         {back_after:?} after SIGCONT, {rounds} rounds in {:?}",
         started.elapsed()
     );
-    assert!(noticed < Duration::from_secs(20), "keepalive did not end the hung call: {noticed:?}");
-    assert_eq!(lost, 1, "the loss is logged once");
-    assert!(cpu_while_hung < Duration::from_millis(500), "busy while hung: {cpu_while_hung:?} of CPU");
     let limit = started.elapsed().as_secs() + 2;
     assert!(rounds <= limit, "{rounds} rounds in {:?}: not one per interval", started.elapsed());
+    Hang { noticed, cpu_while_hung, back_after, rounds, stderr }
+}
+
+fn count(lines: &[String], needle: &str) -> usize {
+    lines.iter().filter(|l| l.contains(needle)).count()
+}
+
+#[test]
+fn a_hung_local_libvirtd_is_noticed_by_the_deadline_waited_for_without_spinning_and_served_again_when_it_continues() {
+    let Some(_turn) = lab_turn("libvirtd hung with SIGSTOP") else { return };
+    let hang = hang_libvirtd(Transport::Libvirtd);
+    // The listing's deadline (2 s) within the round after the stop.
+    assert!(hang.noticed < Duration::from_secs(4), "noticed after {:?}", hang.noticed);
+    assert_eq!(count(&hang.stderr, "has not answered the domain listing"), 1, "the hang is logged once");
+    assert!(hang.cpu_while_hung < Duration::from_millis(500), "busy while hung: {:?} of CPU", hang.cpu_while_hung);
+    // A local socket has no keepalive: the connection outlives the hang, its stuck listing
+    // returns when libvirtd does.
+    assert_eq!(count(&hang.stderr, "reconnected to"), 0, "{}", hang.stderr.join("\n"));
+    assert_eq!(count(&hang.stderr, "libvirtd answered again"), 1, "{}", hang.stderr.join("\n"));
+    assert!(hang.back_after <= BACK_WITHIN && hang.rounds > 0);
+}
+
+#[test]
+fn a_hung_libvirtd_over_a_relayed_transport_is_dropped_by_keepalive_and_reconnected_when_it_continues() {
+    let Some(_turn) = lab_turn("libvirtd hung under a relayed transport") else { return };
+    let hang = hang_libvirtd(Transport::Relayed);
+    assert!(hang.noticed < Duration::from_secs(4), "noticed after {:?}", hang.noticed);
+    assert_eq!(count(&hang.stderr, "has not answered the domain listing"), 1, "the hang is logged once");
+    assert!(hang.cpu_while_hung < Duration::from_millis(500), "busy while hung: {:?} of CPU", hang.cpu_while_hung);
+    // Keepalive (3 probes, 3 s apart) closed the connection under the stuck listing; the
+    // reconnection, made by a thread of its own, waited for libvirtd.
+    assert_eq!(count(&hang.stderr, "keepalive timeout"), 1, "{}", hang.stderr.join("\n"));
+    assert_eq!(count(&hang.stderr, "the connection attempt has not been answered"), 1, "{}", hang.stderr.join("\n"));
+    assert_eq!(count(&hang.stderr, "reconnected to"), 1, "{}", hang.stderr.join("\n"));
+}
+
+/// SIGTERM while libvirtd hangs: the daemon exits 0 at once, whether its listing is stuck on the
+/// connection (local socket) or its reconnection waits for an answer (relayed, after keepalive
+/// closed the connection).
+#[test]
+fn sigterm_while_libvirtd_hangs_exits_at_once() {
+    let Some(_turn) = lab_turn("SIGTERM while libvirtd hangs") else { return };
+    for (transport, phase) in [
+        (Transport::Libvirtd, "has not answered the domain listing"),
+        (Transport::Relayed, "the connection attempt has not been answered"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let uri = node_uri_over(&dir, &COURSE_NODE, transport);
+        let mut d = Daemon::start(&["1", "--connect", &uri, "--json", "-v"]);
+        served_round_after(&mut d, 0, Duration::from_secs(10));
+        let stopped = StoppedLibvirtd::stop();
+        d.wait_for(phase, Duration::from_secs(25));
+        d.signal(libc::SIGTERM);
+        let (code, took) = d.wait_exit(Duration::from_secs(10));
+        drop(stopped);
+        eprintln!("{transport:?}: exit {code:?} {took:?} after SIGTERM");
+        assert_eq!(code, Some(0), "{}", d.stderr.join("\n"));
+        assert!(took < Duration::from_secs(1), "{transport:?}: exit took {took:?} after SIGTERM");
+    }
 }
 
 /// Starts libvirtd again on drop, whatever happens to the test.

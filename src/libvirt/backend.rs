@@ -31,14 +31,16 @@
 //! keeps the size it started with and is not read again until it restarts.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use super::api::{
     Connection, Domain, DomainFigures, DomainList, DomainStatsList, Keepalive, LibvirtError, MemoryStats, StatsGroups,
 };
-use super::calls::{Answer, Call, Calls, DEADLINE, Fetched, Finished, LISTING, NOT_STARTED, Want};
+use super::calls::{
+    Answer, BULK_LISTING, CANCEL_CHECK, Call, Calls, DEADLINE, Fetched, Finished, LISTING, NOT_STARTED, Want,
+};
 use super::ffi;
 use crate::backoff::Backoff;
 use crate::complaint::Complaint;
@@ -47,8 +49,9 @@ use crate::policy::{MAX_DOMAINS, VmStats};
 use crate::slots::SlotTable;
 use crate::text::VmName;
 
-/// Keepalive: probe every 3 s, give up after 3 missed answers (a hung daemon is noticed within
-/// about 12 s, even in the middle of a call; a daemon that exits is noticed at the next call).
+/// Keepalive on connections over a network: probe every 3 s, give up after 3 missed answers (a
+/// lost peer is noticed within about 12 s, even in the middle of a call; a daemon that exits is
+/// noticed at the next call).
 const KEEPALIVE_INTERVAL_S: i32 = 3;
 const KEEPALIVE_COUNT: u32 = 3;
 
@@ -73,6 +76,8 @@ pub enum LibvirtBackendError {
     ConnectionLost(LibvirtError),
     /// Not connected; the next attempt is due in this long.
     Reconnecting(Duration),
+    /// Not connected; an attempt has waited this long for the daemon to answer.
+    Opening(Duration),
     /// Listing domains failed on a live connection.
     List(LibvirtError),
     /// A call on one domain failed.
@@ -81,6 +86,8 @@ pub enum LibvirtBackendError {
     NoDomain(usize),
     /// A call on this domain did not return within the deadline (its QEMU is probably hung).
     Unanswered(VmName),
+    /// The domain listing, which no QEMU can hold, did not return within the deadline.
+    DaemonUnanswered,
 }
 
 impl fmt::Display for LibvirtBackendError {
@@ -94,12 +101,24 @@ impl fmt::Display for LibvirtBackendError {
             Self::Connect(e) => write!(f, "cannot connect to libvirt: {e} (is libvirtd running? see --connect)"),
             Self::ConnectionLost(e) => write!(f, "lost the libvirt connection ({e}); reconnecting"),
             Self::Reconnecting(d) => write!(f, "not connected to libvirt; next attempt in {} s", d.as_secs()),
+            Self::Opening(d) => write!(
+                f,
+                "not connected to libvirt: a connection attempt has not been answered for {} s (libvirtd is \
+                 probably hung)",
+                d.as_secs()
+            ),
             Self::List(e) => write!(f, "cannot list domains: {e}"),
             Self::Domain(e) => e.fmt(f),
             Self::NoDomain(slot) => write!(f, "no domain in slot {slot} any more"),
             Self::Unanswered(name) => write!(
                 f,
                 "libvirt did not answer within {} s for {name} (its QEMU is probably hung): not served until it answers",
+                DEADLINE.as_secs()
+            ),
+            Self::DaemonUnanswered => write!(
+                f,
+                "libvirt has not answered the domain listing within {} s (libvirtd is probably hung or \
+                 overloaded)",
                 DEADLINE.as_secs()
             ),
         }
@@ -218,10 +237,52 @@ impl Pending {
     const EMPTY: Pending = Pending { slot: 0, bulk: None, paused: false, domain: None };
 }
 
+/// A connection being opened on a thread of its own: a daemon that accepts and then does not
+/// answer (stopped, or a tunnel to one) would hold `virConnectOpen`, and with it the loop and
+/// its stop, for as long as it hangs. Only reconnections are made so; an attempt that overruns
+/// is looked at again each round, and no other is started meanwhile.
+struct Opening {
+    answer: mpsc::Receiver<Result<Connection, LibvirtError>>,
+    since: Instant,
+}
+
+impl Opening {
+    fn start(uri: &str) -> std::io::Result<Opening> {
+        let (tx, answer) = mpsc::channel();
+        let uri = uri.to_owned();
+        std::thread::Builder::new().name("libvirt-connect".into()).spawn(move || {
+            // The receiver may be gone (the daemon stopped): the connection is then dropped.
+            let _ = tx.send(open(&uri));
+        })?;
+        Ok(Opening { answer, since: Instant::now() })
+    }
+
+    /// The attempt's outcome, waiting for it until `until` or until `cancel` is set. `None`
+    /// while it is still under way.
+    fn wait(&self, until: Instant, cancel: Option<&AtomicBool>) -> Option<Result<Connection, LibvirtError>> {
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.answer.recv_timeout(left.min(CANCEL_CHECK)) {
+                Ok(answer) => return Some(answer),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Some(Err(LibvirtError::new("virConnectOpen", 0, 0, "the connecting thread ended")));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if left.is_zero() || cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The backend over one libvirt connection.
 pub struct LibvirtBackend {
     uri: String,
     conn: Option<Connection>,
+    /// A reconnection under way, while the connection is lost.
+    opening: Option<Opening>,
     reading: Reading,
     stats_period_s: i32,
     slots: SlotTable<[u8; 16]>,
@@ -248,6 +309,7 @@ impl LibvirtBackend {
         Ok(LibvirtBackend {
             uri: uri.to_owned(),
             conn: Some(conn),
+            opening: None,
             reading: Reading::Unknown,
             stats_period_s: i32::try_from(stats_period_s).unwrap_or(i32::MAX),
             slots: SlotTable::new(),
@@ -317,12 +379,42 @@ impl LibvirtBackend {
             self.lose_connection();
             return Err(LibvirtBackendError::ConnectionLost(e));
         }
-        let now = Instant::now();
-        let wait = self.backoff.wait(now);
-        if !wait.is_zero() {
-            return Err(LibvirtBackendError::Reconnecting(wait));
+        let fresh = self.opening.is_none();
+        if fresh {
+            let now = Instant::now();
+            let wait = self.backoff.wait(now);
+            if !wait.is_zero() {
+                return Err(LibvirtBackendError::Reconnecting(wait));
+            }
+            match Opening::start(&self.uri) {
+                Ok(opening) => self.opening = Some(opening),
+                Err(e) => {
+                    let wait = self.backoff.failed(now);
+                    log::warn!(
+                        "cannot start a thread to reconnect to {} ({e}); next attempt in {} s",
+                        self.uri,
+                        wait.as_secs()
+                    );
+                    return Err(LibvirtBackendError::Reconnecting(wait));
+                }
+            }
         }
-        match open(&self.uri) {
+        let Some(opening) = &self.opening else { return Err(LibvirtBackendError::Reconnecting(Duration::ZERO)) };
+        // A new attempt is waited for up to the deadline; one still pending from an earlier
+        // round is only looked at.
+        let until = if fresh { Instant::now() + DEADLINE } else { Instant::now() };
+        let Some(answer) = opening.wait(until, self.cancel()) else {
+            if fresh {
+                log::debug!(
+                    "{}: the connection attempt has not been answered within {} s: looked at again each round",
+                    self.uri,
+                    DEADLINE.as_secs()
+                );
+            }
+            return Err(LibvirtBackendError::Opening(opening.since.elapsed()));
+        };
+        self.opening = None;
+        match answer {
             Ok(conn) => {
                 log::info!("reconnected to {}", self.uri);
                 self.conn = Some(conn);
@@ -335,7 +427,7 @@ impl LibvirtBackend {
                 Ok(())
             }
             Err(e) => {
-                let wait = self.backoff.failed(now);
+                let wait = self.backoff.failed(Instant::now());
                 log::debug!("reconnecting to {} failed: {e}; next attempt in {} s", self.uri, wait.as_secs());
                 Err(LibvirtBackendError::Reconnecting(wait))
             }
@@ -356,9 +448,10 @@ impl LibvirtBackend {
         self.backoff.failed(Instant::now());
     }
 
-    /// This round's domains, finding out on a fresh connection which reading works.
-    fn list(&mut self) -> Result<Listing, LibvirtError> {
-        if let Some(late) = self.calls.returned_late(LISTING) {
+    /// This round's domains, finding out on a fresh connection which reading works. `None` if
+    /// libvirtd did not answer in time: no listing that waits only for libvirtd returned.
+    fn list(&mut self) -> Result<Option<Listing>, LibvirtError> {
+        if let Some(late) = self.calls.returned_late(BULK_LISTING) {
             log::info!(
                 "{}: the bulk statistics call returned {} s after its deadline: reading in bulk again",
                 self.uri,
@@ -368,16 +461,23 @@ impl LibvirtBackend {
                 self.reading = Reading::Unknown;
             }
         }
+        if let Some(late) = self.calls.returned_late(LISTING) {
+            match late.result {
+                Ok(_) => {
+                    log::info!("{}: libvirtd answered again, {} s after the deadline", self.uri, late.late.as_secs())
+                }
+                Err(e) => log::info!("{}: the listing libvirtd did not answer ended: {e}", self.uri),
+            }
+        }
         let Some(conn) = &self.conn else {
             return Err(LibvirtError::new("virConnectOpen", 0, 0, "not connected"));
         };
         match self.reading {
-            Reading::StatePerDomain | Reading::ListPerDomain => return fetch(conn, self.reading),
+            Reading::StatePerDomain | Reading::ListPerDomain => return self.plain_listing(conn, self.reading),
             Reading::Bulk => {
                 return match self.bulk_listing(conn) {
-                    Ok(Some(list)) => Ok(Listing::Stats(list)),
-                    // The state group never waits for a QEMU.
-                    Ok(None) => fetch(conn, Reading::StatePerDomain),
+                    Ok(Some(list)) => Ok(Some(Listing::Stats(list))),
+                    Ok(None) => self.plain_listing(conn, Reading::StatePerDomain),
                     Err(e) if e.is_unsupported_stats() => {
                         // The driver changed under the same URI (a reconnect): find out again.
                         self.reading = Reading::Unknown;
@@ -392,24 +492,26 @@ impl LibvirtBackend {
             Ok(Some(list)) => {
                 self.reading = Reading::Bulk;
                 log::debug!("{}: {}", self.uri, Reading::Bulk.describe());
-                return Ok(Listing::Stats(list));
+                return Ok(Some(Listing::Stats(list)));
             }
             // No answer from the bulk call this round: undecided, read domain by domain.
-            Ok(None) => return fetch(conn, Reading::StatePerDomain),
+            Ok(None) => return self.plain_listing(conn, Reading::StatePerDomain),
             Err(e) if e.is_unsupported_stats() => log::trace!("{}: {e}", self.uri),
             Err(e) => return Err(e),
         }
         let mut reading = Reading::StatePerDomain;
-        let listing = match fetch(conn, reading) {
+        let listing = match self.plain_listing(conn, reading) {
             Err(e) if e.is_unsupported_stats() => {
                 log::trace!("{}: {e}", self.uri);
                 reading = Reading::ListPerDomain;
-                fetch(conn, reading)?
+                self.plain_listing(conn, reading)?
             }
             other => other?,
         };
-        self.reading = reading;
-        log::debug!("{}: {}", self.uri, reading.describe());
+        if listing.is_some() {
+            self.reading = reading;
+            log::debug!("{}: {}", self.uri, reading.describe());
+        }
         Ok(listing)
     }
 
@@ -418,12 +520,12 @@ impl LibvirtBackend {
     /// was free, or a stop cut the wait. The caller then lists with the state group only and
     /// reads domain by domain, so that only the hung domain goes unserved.
     fn bulk_listing(&self, conn: &Connection) -> Result<Option<DomainStatsList>, LibvirtError> {
-        if self.calls.busy(LISTING) {
+        if self.calls.busy(BULK_LISTING) {
             return Ok(None);
         }
         let call = Call::List(StatsGroups::StateAndBalloon);
         let lent = (None, Some(conn.try_clone()?));
-        match self.calls.call(LISTING, call, lent, Instant::now() + DEADLINE, self.cancel()) {
+        match self.calls.call(BULK_LISTING, call, lent, Instant::now() + DEADLINE, self.cancel()) {
             Some(Finished { result: Ok(Answer::List(list)), .. }) => Ok(Some(list)),
             Some(Finished { result: Err(e), .. }) if e.operation == NOT_STARTED => Ok(None),
             Some(Finished { result: Err(e), .. }) => Err(e),
@@ -441,6 +543,34 @@ impl LibvirtBackend {
                 }
                 Ok(None)
             }
+        }
+    }
+
+    /// The domains as `reading` lists them without any QEMU (the `state` group, or the list of
+    /// domains), made by a worker under the deadline: a hung libvirtd must not hold the loop,
+    /// whose stop must stay prompt. `None` if libvirtd did not answer in time (the listing of
+    /// an earlier round is still stuck, this one overran, or a stop cut the wait).
+    fn plain_listing(&self, conn: &Connection, reading: Reading) -> Result<Option<Listing>, LibvirtError> {
+        if self.calls.busy(LISTING) {
+            return Ok(None);
+        }
+        let call = match reading {
+            Reading::ListPerDomain => Call::ListAll,
+            _ => Call::List(StatsGroups::State),
+        };
+        let lent = (None, Some(conn.try_clone()?));
+        match self.calls.call(LISTING, call, lent, Instant::now() + DEADLINE, self.cancel()) {
+            Some(Finished { result: Ok(Answer::List(list)), .. }) => Ok(Some(Listing::Stats(list))),
+            Some(Finished { result: Ok(Answer::ListAll(list)), .. }) => Ok(Some(Listing::Domains(list))),
+            // Every worker is held by a call on a hung QEMU, so libvirtd itself is fine: this
+            // call waits for no QEMU and is the one more in flight that libvirtd reads
+            // (`calls::WORKERS`), made on the loop's thread.
+            Some(Finished { result: Err(e), .. }) if e.operation == NOT_STARTED => fetch(conn, reading).map(Some),
+            Some(Finished { result: Err(e), .. }) => Err(e),
+            Some(Finished { result: Ok(_), .. }) => {
+                Err(LibvirtError::new("(worker)", 0, 0, "a listing answered as another call"))
+            }
+            None => Ok(None),
         }
     }
 
@@ -688,13 +818,38 @@ fn fetched_of(answer: Answer) -> Result<Fetched, LibvirtError> {
 }
 
 fn open(uri: &str) -> Result<Connection, LibvirtError> {
+    if !over_network(uri) {
+        // A local daemon that dies closes its socket, which fails every call at once, and one
+        // that hangs is noticed by the calls' deadline: no keepalive, no event loop (which
+        // would cost every call two wake-ups of its thread).
+        return Connection::open(uri);
+    }
+    if let Err(e) = super::api::start_event_loop() {
+        log::warn!("{uri}: keepalive not possible, a lost peer will be noticed late: {e}");
+        return Connection::open(uri);
+    }
     let conn = Connection::open(uri)?;
     match conn.set_keepalive(KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT) {
         Ok(Keepalive::Enabled) => {}
         Ok(Keepalive::Unsupported) => log::debug!("{uri}: no keepalive on this driver"),
-        Err(e) => log::warn!("{uri}: keepalive not enabled, a hung daemon will be noticed late: {e}"),
+        Err(e) => log::warn!("{uri}: keepalive not enabled, a lost peer will be noticed late: {e}"),
     }
     Ok(conn)
+}
+
+/// Whether `uri` reaches its daemon through something that can vanish without closing the
+/// connection (a network, a tunnel, an external command), so that only keepalive notices a
+/// lost peer. A local URI (`qemu:///system`, `test+unix:///…`, `test:///default`) names no
+/// host and no such transport. Anything not understood counts as remote (an alias from
+/// libvirt.conf, libvirt's default URI): keepalive then costs time, never safety.
+pub fn over_network(uri: &str) -> bool {
+    let Some((scheme, rest)) = uri.split_once("://") else { return true };
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    match scheme.split_once('+').map(|(_, transport)| transport) {
+        Some("unix") => false,
+        Some(_) => true,
+        None => !host.is_empty(),
+    }
 }
 
 /// Whether `e`, from a call on `dom`, means that the domain stopped or was undefined: "not
@@ -813,7 +968,9 @@ impl Backend for LibvirtBackend {
         self.cancellable = !self.stopping();
         self.ensure_connected()?;
         let listing = match self.list() {
-            Ok(listing) => listing,
+            Ok(Some(listing)) => listing,
+            // No slot is freed, so histories survive the wait.
+            Ok(None) => return Err(LibvirtBackendError::DaemonUnanswered),
             Err(e) if !self.conn.as_ref().is_some_and(Connection::is_alive) => {
                 self.lose_connection();
                 return Err(LibvirtBackendError::ConnectionLost(e));
@@ -863,6 +1020,39 @@ impl Backend for LibvirtBackend {
                 s.max_kib = None;
                 Err(LibvirtBackendError::Domain(e))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::over_network;
+
+    #[test]
+    fn keepalive_is_on_for_uris_that_reach_their_daemon_through_a_network_a_tunnel_or_an_unknown_alias() {
+        for local in [
+            "qemu:///system",
+            "qemu:///session",
+            "qemu+unix:///system",
+            "qemu+unix:///system?socket=/run/libvirt/libvirt-sock",
+            "test:///default",
+            "test+unix:///tmp/node.xml",
+            "qemu:///embed?root=/tmp/x",
+        ] {
+            assert!(!over_network(local), "{local} is local");
+        }
+        for remote in [
+            "qemu://host.example/system",
+            "qemu+ssh://root@host/system",
+            "qemu+tcp://10.0.0.1:16509/system",
+            "qemu+tls://host/system?no_verify=1",
+            "qemu+libssh2://user@host/system",
+            "test+ext:///tmp/node.xml?command=/usr/local/bin/relay",
+            "qemu+ssh://localhost/system",
+            "myhost",
+            "",
+        ] {
+            assert!(over_network(remote), "{remote} reaches its daemon over something that can vanish silently");
         }
     }
 }

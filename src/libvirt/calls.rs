@@ -1,4 +1,5 @@
-//! The libvirt calls that reach a guest's QEMU, made on worker threads under a deadline.
+//! The libvirt calls that reach a guest's QEMU or libvirtd, made on worker threads under a
+//! deadline.
 //!
 //! **A hung QEMU must not hang the daemon.** libvirt's QEMU monitor has no timeout: a call that
 //! needs the monitor of a QEMU that stopped answering waits until it answers again. Measured
@@ -9,9 +10,15 @@
 //! most [`DEADLINE`]. A call that overruns is left to its worker; its domain (or the bulk
 //! listing) is *busy* and gets no new call until that one returns. Stuck workers are not
 //! replaced: libvirtd reads at most `max_client_requests` (default 5) calls of a connection at
-//! once, and beyond that stops reading it at all (the loop's own listing and the keepalive
-//! included), so the workers never have more than [`WORKERS`] calls in flight. With that many
-//! QEMUs hung at once, reads wait for one of them to return.
+//! once, and beyond that stops reading it at all (the keepalive included), so the workers never
+//! have more than [`WORKERS`] calls in flight. With that many QEMUs hung at once, reads wait for
+//! one of them to return.
+//!
+//! **A hung libvirtd must not hang the daemon either.** The round's listing is made by a worker
+//! too: one that waits for no QEMU (the `state` group, the list of domains) and still overruns
+//! means libvirtd itself is not answering (stopped, overloaded); the round is skipped and the
+//! loop, and its stop, stay prompt. Before, the loop's own listing waited until keepalive closed
+//! the connection: SIGTERM took 8.5 s to obey with libvirtd stopped.
 //!
 //! **Per-domain reads side by side.** Where a driver gives no bulk balloon figures, a round
 //! costs one `virDomainMemoryStats` round trip per domain, and each waits on libvirtd's
@@ -20,8 +27,8 @@
 //! in flight on one connection and libvirtd serves up to `max_client_requests` (default 5) of
 //! a client's calls at once: [`WORKERS`] workers read side by side.
 //!
-//! Jobs are indexed by slot (a domain has at most one call outstanding), plus [`LISTING`] for
-//! the bulk listing. A call's handles are moved into the job table and back, so a round
+//! Jobs are indexed by slot (a domain has at most one call outstanding), plus
+//! [`BULK_LISTING`] and [`LISTING`]. A call's handles are moved into the job table and back, so a round
 //! allocates nothing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,7 +36,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::api::{Connection, Domain, DomainStatsList, LibvirtError, MemoryStats, StatsGroups};
+use super::api::{Connection, Domain, DomainList, DomainStatsList, LibvirtError, MemoryStats, StatsGroups};
 use super::ffi;
 use crate::policy::MAX_DOMAINS;
 
@@ -49,11 +56,14 @@ pub const NOT_STARTED: &str = "(not started)";
 
 /// How often a wait that can be cancelled looks at its flag (a signal sets it; nothing can
 /// wake a condition variable from a signal handler).
-const CANCEL_CHECK: Duration = Duration::from_millis(50);
+pub const CANCEL_CHECK: Duration = Duration::from_millis(50);
 
-/// The job of the bulk listing (slots are `0..MAX_DOMAINS`).
-pub const LISTING: usize = MAX_DOMAINS;
-const JOBS: usize = MAX_DOMAINS + 1;
+/// The job of the bulk listing, which waits for every QEMU (slots are `0..MAX_DOMAINS`).
+pub const BULK_LISTING: usize = MAX_DOMAINS;
+/// The job of a listing that only libvirtd answers (`state` group, or the list of domains):
+/// one that overruns means libvirtd itself is not answering.
+pub const LISTING: usize = MAX_DOMAINS + 1;
+const JOBS: usize = MAX_DOMAINS + 2;
 
 /// The calls one domain needs this round, from what its slot already knows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -101,6 +111,8 @@ pub enum Call {
     SetMemory(u64),
     /// `virConnectGetAllDomainStats` with these groups.
     List(StatsGroups),
+    /// `virConnectListAllDomains` (active domains).
+    ListAll,
 }
 
 /// What a call returned.
@@ -108,6 +120,7 @@ pub enum Answer {
     Read(Fetched),
     SetMemory,
     List(DomainStatsList),
+    ListAll(DomainList),
 }
 
 /// A finished call with the handles it was lent.
@@ -127,6 +140,9 @@ fn perform(call: Call, domain: Option<&Domain>, conn: Option<&Connection>) -> Re
         }
         Call::List(groups) => {
             conn.ok_or_else(|| missing("no connection to list"))?.all_domain_stats(groups).map(Answer::List)
+        }
+        Call::ListAll => {
+            conn.ok_or_else(|| missing("no connection to list"))?.list_active_domains().map(Answer::ListAll)
         }
     }
 }

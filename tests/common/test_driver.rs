@@ -31,7 +31,14 @@ pub enum Transport {
     /// Inside the system libvirtd, over its unix socket (`test+unix:///PATH`). The caller must
     /// hold the lab lock and have started libvirtd (`lab::libvirtd_up`).
     Libvirtd,
+    /// Inside the system libvirtd, through an external command that relays to its socket
+    /// (`test+ext:///PATH?command=RELAY`, socat): a transport that reaches the daemon the way a
+    /// network does, so keepalive is on. Same requirements as `Libvirtd`, plus socat.
+    Relayed,
 }
+
+/// libvirtd's read-write socket when it runs as root.
+const LIBVIRTD_SOCKET: &str = "/var/run/libvirt/libvirt-sock";
 
 /// One `<domain type='test'>` element.
 pub fn domain_xml(name: &str, max_mib: u64, current_mib: u64, balloon: bool, running: bool) -> String {
@@ -50,6 +57,17 @@ fn write_node(path: &Path, domains: &str, transport: Transport) -> String {
     match transport {
         Transport::InProcess => format!("test://{}", path.display()),
         Transport::Libvirtd => format!("test+unix://{}", path.display()),
+        Transport::Relayed => {
+            use std::os::unix::fs::PermissionsExt;
+            assert!(
+                std::process::Command::new("socat").arg("-V").output().is_ok(),
+                "socat is missing: apt-get install socat (make deps)"
+            );
+            let relay = path.with_file_name("relay");
+            std::fs::write(&relay, format!("#!/bin/sh\nexec socat - UNIX-CONNECT:{LIBVIRTD_SOCKET}\n")).unwrap();
+            std::fs::set_permissions(&relay, std::fs::Permissions::from_mode(0o755)).unwrap();
+            format!("test+ext://{}?command={}", path.display(), relay.display())
+        }
     }
 }
 
