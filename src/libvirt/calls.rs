@@ -22,8 +22,8 @@
 //!
 //! **Per-domain reads side by side.** Where a driver gives no bulk balloon figures, a round
 //! costs one `virDomainMemoryStats` round trip per domain, and each waits on libvirtd's
-//! wake-ups far more than on work (110–170 µs each over its socket on this 2-core host: 37 ms
-//! for 256 domains one after another). libvirt's remote driver lets several threads have calls
+//! wake-ups far more than on work (about 120 µs each over its socket on this 2-core host:
+//! 30 ms for 256 domains one after another). libvirt's remote driver lets several threads have calls
 //! in flight on one connection and libvirtd serves up to `max_client_requests` (default 5) of
 //! a client's calls at once: [`WORKERS`] workers read side by side.
 //!
@@ -42,8 +42,8 @@ use crate::policy::MAX_DOMAINS;
 
 /// Workers, hence calls in flight at most: one below libvirtd's default
 /// `max_client_requests` (5), so that the loop's own calls still get through when every worker
-/// is stuck on a hung QEMU. Measured over 256 test-driver domains (`libvirtd_tick`): 1 worker
-/// 37–45 ms a round, 4 workers 21–23 ms (6: 19–22 ms, within the noise).
+/// is stuck on a hung QEMU. Measured over 256 test-driver domains (`libvirtd_tick`, same hour):
+/// 1 worker 30 ms a round, 2 workers 23 ms, 4 workers 9–10 ms.
 pub const WORKERS: usize = 4;
 
 /// How long the loop waits for the calls of one batch (a round's reads, one target). A healthy
