@@ -46,8 +46,10 @@ fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let metrics = config.metrics.enabled().then(|| Metrics::start(&config.metrics)).transpose()?;
     match &config.backend {
         BackendChoice::Libvirt { uri } => {
-            let mut backend = LibvirtBackend::connect(uri, config.policy.interval_s)?;
-            backend.give_up_reads_on(shutdown.flag());
+            let Some(backend) = LibvirtBackend::connect_or_stop(uri, config.policy.interval_s, shutdown.flag())? else {
+                log::info!("stopped before libvirt answered");
+                return Ok(());
+            };
             let mut c =
                 Coordinator::new(config.policy, config.options, backend, host).with_vm_rules(config.vms.clone());
             if let Some(m) = metrics {

@@ -161,6 +161,37 @@ fn sigterm_while_libvirtd_hangs_exits_at_once() {
     }
 }
 
+/// The daemon started while libvirtd accepts connections but answers nothing: it warns once
+/// and waits (no exit 1: libvirtd may be starting), a SIGTERM meanwhile ends it at once with
+/// exit 0, and once libvirtd answers it serves.
+#[test]
+fn a_daemon_started_while_libvirtd_hangs_waits_for_it_obeys_sigterm_and_serves_once_it_answers() {
+    let Some(_turn) = lab_turn("daemon started while libvirtd hangs") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let uri = node_uri_over(&dir, &COURSE_NODE, Transport::Libvirtd);
+    let waiting = "has not answered within 2 s (libvirtd is probably hung or still starting): waiting for it";
+
+    let stopped = StoppedLibvirtd::stop();
+    let mut d = Daemon::start(&["1", "--connect", &uri, "--json"]);
+    d.wait_for(waiting, Duration::from_secs(5));
+    d.signal(libc::SIGTERM);
+    let (code, took) = d.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{}", d.stderr.join("\n"));
+    assert!(took < Duration::from_secs(1), "exit took {took:?} after SIGTERM");
+    assert!(d.stderr.iter().any(|l| l.contains("stopped before libvirt answered")), "{}", d.stderr.join("\n"));
+
+    let mut d = Daemon::start(&["1", "--connect", &uri, "--json"]);
+    d.wait_for(waiting, Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(d.child.try_wait().unwrap().is_none(), "the daemon gave up on a libvirtd that hangs");
+    let resumed = Instant::now();
+    stopped.resume();
+    served_round_after(&mut d, 0, BACK_WITHIN);
+    eprintln!("served {:?} after libvirtd continued", resumed.elapsed());
+    d.wait_for("libvirt answered after", Duration::from_secs(1));
+    stop(d);
+}
+
 /// Starts libvirtd again on drop, whatever happens to the test.
 struct RestartOnDrop;
 

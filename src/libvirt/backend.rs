@@ -306,7 +306,50 @@ impl LibvirtBackend {
     /// Connects to `uri`; guests will report stats every `stats_period_s` seconds.
     pub fn connect(uri: &str, stats_period_s: u64) -> Result<LibvirtBackend, LibvirtBackendError> {
         let conn = open(uri).map_err(LibvirtBackendError::Connect)?;
-        Ok(LibvirtBackend {
+        Ok(Self::over(uri, conn, stats_period_s))
+    }
+
+    /// Connects as the daemon does: like [`LibvirtBackend::connect`], but a daemon that accepts
+    /// the connection and does not answer (stopped, or still starting) is waited for as long as
+    /// it takes, with one warning, and `stop` (SIGINT, SIGTERM) ends the wait at once: `None`.
+    /// Once connected, `stop` also cuts a round's waits short
+    /// ([`LibvirtBackend::give_up_reads_on`]).
+    pub fn connect_or_stop(
+        uri: &str,
+        stats_period_s: u64,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Option<LibvirtBackend>, LibvirtBackendError> {
+        let opening = match Opening::start(uri) {
+            Ok(opening) => opening,
+            // No thread to spare: connect on this one, as tests do.
+            Err(_) => return Self::connect(uri, stats_period_s).map(Some),
+        };
+        let mut warned = false;
+        let conn = loop {
+            if let Some(answer) = opening.wait(Instant::now() + DEADLINE, Some(&stop)) {
+                break answer.map_err(LibvirtBackendError::Connect)?;
+            }
+            if stop.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+            if !std::mem::replace(&mut warned, true) {
+                log::warn!(
+                    "{uri}: libvirt accepted the connection but has not answered within {} s (libvirtd is \
+                     probably hung or still starting): waiting for it",
+                    DEADLINE.as_secs()
+                );
+            }
+        };
+        if warned {
+            log::info!("{uri}: libvirt answered after {:.1} s", opening.since.elapsed().as_secs_f64());
+        }
+        let mut backend = Self::over(uri, conn, stats_period_s);
+        backend.give_up_reads_on(stop);
+        Ok(Some(backend))
+    }
+
+    fn over(uri: &str, conn: Connection, stats_period_s: u64) -> LibvirtBackend {
+        LibvirtBackend {
             uri: uri.to_owned(),
             conn: Some(conn),
             opening: None,
@@ -324,7 +367,7 @@ impl LibvirtBackend {
             stop: None,
             cancellable: false,
             after_listing: None,
-        })
+        }
     }
 
     /// The live connection, if any (tests look at domains through it).
