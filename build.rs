@@ -17,6 +17,7 @@ const FUNCTIONS: &[&str] = &[
     "virConnectListAllDomains",
     "virConnectSetKeepAlive",
     "virConnectIsAlive",
+    "virConnectGetLibVersion",
     "virDomainFree",
     "virDomainRef",
     "virDomainStatsRecordListFree",

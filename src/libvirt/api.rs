@@ -238,6 +238,15 @@ impl Connection {
         }
     }
 
+    /// The version of the daemon's libvirt: one cheap round trip that touches no guest.
+    pub fn daemon_version(&self) -> Result<LibvirtVersion, LibvirtError> {
+        let mut encoded: c_ulong = 0;
+        // SAFETY: self.ptr is a live connection; `encoded` is a valid out-pointer.
+        let rc = unsafe { ffi::virConnectGetLibVersion(self.ptr.as_ptr(), &mut encoded) };
+        check(rc, "virConnectGetLibVersion")?;
+        Ok(LibvirtVersion::decode(encoded))
+    }
+
     /// False once libvirt knows the connection is dead (daemon gone, keepalive timeout).
     pub fn is_alive(&self) -> bool {
         // SAFETY: self.ptr is a live connection.

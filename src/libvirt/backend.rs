@@ -88,6 +88,8 @@ pub enum LibvirtBackendError {
     Unanswered(VmName),
     /// The domain listing, which no QEMU can hold, did not return within the deadline.
     DaemonUnanswered,
+    /// Every worker is held by a call libvirt has not answered: nothing can be asked.
+    WorkersHeld,
 }
 
 impl fmt::Display for LibvirtBackendError {
@@ -115,11 +117,14 @@ impl fmt::Display for LibvirtBackendError {
                 "libvirt did not answer within {} s for {name} (its QEMU is probably hung): not served until it answers",
                 DEADLINE.as_secs()
             ),
-            Self::DaemonUnanswered => write!(
+            Self::DaemonUnanswered => {
+                write!(f, "libvirt has not answered the domain listing (libvirtd is probably hung or overloaded)")
+            }
+            Self::WorkersHeld => write!(
                 f,
-                "libvirt has not answered the domain listing within {} s (libvirtd is probably hung or \
-                 overloaded)",
-                DEADLINE.as_secs()
+                "every libvirt call in flight ({}) is stuck (hung QEMUs, or libvirtd itself): nothing more is asked \
+                 until one returns",
+                super::calls::WORKERS
             ),
         }
     }
@@ -159,6 +164,33 @@ impl Reading {
 enum Listing {
     Stats(DomainStatsList),
     Domains(DomainList),
+}
+
+/// What became of a round's bulk call.
+enum Bulk {
+    Answered(DomainStatsList),
+    /// The call of an earlier round has not returned yet: none is made.
+    StillStuck,
+    /// Every worker is held by a stuck call: it was not made.
+    NotStarted,
+    /// It did not return within the deadline (or a stop cut the wait).
+    Overran,
+}
+
+/// Why a round has no listing.
+enum NoListing {
+    Failed(LibvirtError),
+    /// A listing that waits for no QEMU did not return in time (libvirtd hangs), or a stop
+    /// cut the wait.
+    Unanswered,
+    /// Every worker is held by a call libvirt has not answered.
+    WorkersHeld,
+}
+
+impl From<LibvirtError> for NoListing {
+    fn from(e: LibvirtError) -> NoListing {
+        NoListing::Failed(e)
+    }
 }
 
 /// What a failed call on one domain turned out to be.
@@ -322,7 +354,11 @@ impl LibvirtBackend {
         let opening = match Opening::start(uri) {
             Ok(opening) => opening,
             // No thread to spare: connect on this one, as tests do.
-            Err(_) => return Self::connect(uri, stats_period_s).map(Some),
+            Err(_) => {
+                let mut backend = Self::connect(uri, stats_period_s)?;
+                backend.give_up_reads_on(stop);
+                return Ok(Some(backend));
+            }
         };
         let mut warned = false;
         let conn = loop {
@@ -334,8 +370,8 @@ impl LibvirtBackend {
             }
             if !std::mem::replace(&mut warned, true) {
                 log::warn!(
-                    "{uri}: libvirt accepted the connection but has not answered within {} s (libvirtd is \
-                     probably hung or still starting): waiting for it",
+                    "{uri}: the connection to libvirt has not completed within {} s (libvirtd is probably hung \
+                     or still starting, or its host unreachable): waiting for it",
                     DEADLINE.as_secs()
                 );
             }
@@ -349,6 +385,11 @@ impl LibvirtBackend {
     }
 
     fn over(uri: &str, conn: Connection, stats_period_s: u64) -> LibvirtBackend {
+        let calls = Calls::start().unwrap_or_else(|(inline, e)| {
+            log::warn!("cannot start libvirt worker threads ({e}): calls are made one at a time, and a hung QEMU can hold every round");
+            inline
+        });
+        calls.set_connection(conn.try_clone().ok());
         LibvirtBackend {
             uri: uri.to_owned(),
             conn: Some(conn),
@@ -360,10 +401,7 @@ impl LibvirtBackend {
             backoff: Backoff::with_max(RECONNECT_MAX),
             full_warned: false,
             pending: Box::new([const { Pending::EMPTY }; MAX_DOMAINS]),
-            calls: Calls::start().unwrap_or_else(|(inline, e)| {
-                log::warn!("cannot start libvirt worker threads ({e}): calls are made one at a time, and a hung QEMU can hold every round");
-                inline
-            }),
+            calls,
             stop: None,
             cancellable: false,
             after_listing: None,
@@ -460,6 +498,7 @@ impl LibvirtBackend {
         match answer {
             Ok(conn) => {
                 log::info!("reconnected to {}", self.uri);
+                self.calls.set_connection(conn.try_clone().ok());
                 self.conn = Some(conn);
                 self.backoff.succeeded();
                 // The daemon may have restarted (forgetting the periods we set) or changed.
@@ -484,6 +523,7 @@ impl LibvirtBackend {
         for p in self.pending.iter_mut() {
             p.domain = None;
         }
+        self.calls.set_connection(None);
         if let Some(Err(e)) = self.conn.take().map(Connection::close) {
             log::debug!("closing the dead connection: {e}");
         }
@@ -491,15 +531,23 @@ impl LibvirtBackend {
         self.backoff.failed(Instant::now());
     }
 
-    /// This round's domains, finding out on a fresh connection which reading works. `None` if
-    /// libvirtd did not answer in time: no listing that waits only for libvirtd returned.
-    fn list(&mut self) -> Result<Option<Listing>, LibvirtError> {
+    /// This round's domains, finding out on a fresh connection which reading works.
+    fn list(&mut self) -> Result<Listing, NoListing> {
         if let Some(late) = self.calls.returned_late(BULK_LISTING) {
-            log::info!(
-                "{}: the bulk statistics call returned {} s after its deadline: reading in bulk again",
-                self.uri,
-                late.late.as_secs()
-            );
+            match &late.result {
+                Ok(_) => log::info!(
+                    "{}: the bulk statistics call returned {} s after its deadline: reading in bulk again",
+                    self.uri,
+                    late.late.as_secs()
+                ),
+                Err(e) => {
+                    log::info!(
+                        "{}: the bulk statistics call ended {} s after its deadline: {e}",
+                        self.uri,
+                        late.late.as_secs()
+                    )
+                }
+            }
             if late.result.as_ref().is_err_and(LibvirtError::is_unsupported_stats) {
                 self.reading = Reading::Unknown;
             }
@@ -513,107 +561,111 @@ impl LibvirtBackend {
             }
         }
         let Some(conn) = &self.conn else {
-            return Err(LibvirtError::new("virConnectOpen", 0, 0, "not connected"));
+            return Err(NoListing::Failed(LibvirtError::new("virConnectOpen", 0, 0, "not connected")));
         };
+        let full = Instant::now() + DEADLINE;
         match self.reading {
-            Reading::StatePerDomain | Reading::ListPerDomain => return self.plain_listing(conn, self.reading),
+            Reading::StatePerDomain | Reading::ListPerDomain => return self.plain_listing(conn, self.reading, full),
             Reading::Bulk => {
                 return match self.bulk_listing(conn) {
-                    Ok(Some(list)) => Ok(Some(Listing::Stats(list))),
-                    Ok(None) => self.plain_listing(conn, Reading::StatePerDomain),
+                    Ok(Bulk::Answered(list)) => Ok(Listing::Stats(list)),
+                    Ok(bulk) => self.after_bulk(conn, bulk),
                     Err(e) if e.is_unsupported_stats() => {
                         // The driver changed under the same URI (a reconnect): find out again.
                         self.reading = Reading::Unknown;
-                        Err(e)
+                        Err(NoListing::Failed(e))
                     }
-                    Err(e) => Err(e),
+                    Err(e) => Err(NoListing::Failed(e)),
                 };
             }
             Reading::Unknown => {}
         }
         match self.bulk_listing(conn) {
-            Ok(Some(list)) => {
+            Ok(Bulk::Answered(list)) => {
                 self.reading = Reading::Bulk;
                 log::debug!("{}: {}", self.uri, Reading::Bulk.describe());
-                return Ok(Some(Listing::Stats(list)));
+                return Ok(Listing::Stats(list));
             }
             // No answer from the bulk call this round: undecided, read domain by domain.
-            Ok(None) => return self.plain_listing(conn, Reading::StatePerDomain),
+            Ok(bulk) => return self.after_bulk(conn, bulk),
             Err(e) if e.is_unsupported_stats() => log::trace!("{}: {e}", self.uri),
-            Err(e) => return Err(e),
+            Err(e) => return Err(NoListing::Failed(e)),
         }
         let mut reading = Reading::StatePerDomain;
-        let listing = match self.plain_listing(conn, reading) {
-            Err(e) if e.is_unsupported_stats() => {
+        let listing = match self.plain_listing(conn, reading, full) {
+            Err(NoListing::Failed(e)) if e.is_unsupported_stats() => {
                 log::trace!("{}: {e}", self.uri);
                 reading = Reading::ListPerDomain;
-                self.plain_listing(conn, reading)?
+                self.plain_listing(conn, reading, Instant::now() + DEADLINE)?
             }
             other => other?,
         };
-        if listing.is_some() {
-            self.reading = reading;
-            log::debug!("{}: {}", self.uri, reading.describe());
-        }
+        self.reading = reading;
+        log::debug!("{}: {}", self.uri, reading.describe());
         Ok(listing)
     }
 
-    /// Every domain's figures in one bulk call, made by a worker. `None` if it gave no answer:
-    /// an earlier one is still stuck on a hung QEMU, this one overran the deadline, no worker
-    /// was free, or a stop cut the wait. The caller then lists with the state group only and
-    /// reads domain by domain, so that only the hung domain goes unserved.
-    fn bulk_listing(&self, conn: &Connection) -> Result<Option<DomainStatsList>, LibvirtError> {
+    /// Every domain's figures in one bulk call, made by a worker, unless an earlier one is
+    /// still stuck. It waits for every QEMU, so an answer that does not come says nothing yet
+    /// of libvirtd: the caller finds out with a listing that waits for none.
+    fn bulk_listing(&self, conn: &Connection) -> Result<Bulk, LibvirtError> {
         if self.calls.busy(BULK_LISTING) {
-            return Ok(None);
+            return Ok(Bulk::StillStuck);
         }
         let call = Call::List(StatsGroups::StateAndBalloon);
         let lent = (None, Some(conn.try_clone()?));
         match self.calls.call(BULK_LISTING, call, lent, Instant::now() + DEADLINE, self.cancel()) {
-            Some(Finished { result: Ok(Answer::List(list)), .. }) => Ok(Some(list)),
-            Some(Finished { result: Err(e), .. }) if e.operation == NOT_STARTED => Ok(None),
+            Some(Finished { result: Ok(Answer::List(list)), .. }) => Ok(Bulk::Answered(list)),
+            Some(Finished { result: Err(e), .. }) if e.operation == NOT_STARTED => Ok(Bulk::NotStarted),
             Some(Finished { result: Err(e), .. }) => Err(e),
             Some(Finished { result: Ok(_), .. }) => {
                 Err(LibvirtError::new("(worker)", 0, 0, "a listing answered as another call"))
             }
-            None => {
-                if !self.stopping() {
-                    log::warn!(
-                        "{}: the bulk statistics call has not returned within {} s (a guest's QEMU is probably \
-                         hung): reading domain by domain until it returns",
-                        self.uri,
-                        DEADLINE.as_secs()
-                    );
-                }
-                Ok(None)
-            }
+            None => Ok(Bulk::Overran),
         }
     }
 
+    /// A round whose bulk call gave no answer lists with the `state` group and reads domain by
+    /// domain, so that only a hung domain goes unserved. After an overrun, that listing gets a
+    /// short deadline (it needs no QEMU: a libvirtd that answers does so in milliseconds), and
+    /// only once it answered is a QEMU blamed; if it does not answer either, libvirtd is.
+    fn after_bulk(&self, conn: &Connection, bulk: Bulk) -> Result<Listing, NoListing> {
+        let overran = matches!(bulk, Bulk::Overran);
+        let until = Instant::now() + if overran { DEADLINE / 4 } else { DEADLINE };
+        let listing = self.plain_listing(conn, Reading::StatePerDomain, until)?;
+        if overran && !self.stopping() {
+            log::warn!(
+                "{}: the bulk statistics call has not returned within {} s (a guest's QEMU is probably hung): \
+                 reading domain by domain until it returns",
+                self.uri,
+                DEADLINE.as_secs()
+            );
+        }
+        Ok(listing)
+    }
+
     /// The domains as `reading` lists them without any QEMU (the `state` group, or the list of
-    /// domains), made by a worker under the deadline: a hung libvirtd must not hold the loop,
-    /// whose stop must stay prompt. `None` if libvirtd did not answer in time (the listing of
-    /// an earlier round is still stuck, this one overran, or a stop cut the wait).
-    fn plain_listing(&self, conn: &Connection, reading: Reading) -> Result<Option<Listing>, LibvirtError> {
+    /// domains), made by a worker under a deadline: a hung libvirtd must not hold the loop,
+    /// whose stop must stay prompt. Never made on the loop's thread, even when every worker is
+    /// held by a stuck call: that may be libvirtd's own hang.
+    fn plain_listing(&self, conn: &Connection, reading: Reading, until: Instant) -> Result<Listing, NoListing> {
         if self.calls.busy(LISTING) {
-            return Ok(None);
+            return Err(NoListing::Unanswered);
         }
         let call = match reading {
             Reading::ListPerDomain => Call::ListAll,
             _ => Call::List(StatsGroups::State),
         };
         let lent = (None, Some(conn.try_clone()?));
-        match self.calls.call(LISTING, call, lent, Instant::now() + DEADLINE, self.cancel()) {
-            Some(Finished { result: Ok(Answer::List(list)), .. }) => Ok(Some(Listing::Stats(list))),
-            Some(Finished { result: Ok(Answer::ListAll(list)), .. }) => Ok(Some(Listing::Domains(list))),
-            // Every worker is held by a call on a hung QEMU, so libvirtd itself is fine: this
-            // call waits for no QEMU and is the one more in flight that libvirtd reads
-            // (`calls::WORKERS`), made on the loop's thread.
-            Some(Finished { result: Err(e), .. }) if e.operation == NOT_STARTED => fetch(conn, reading).map(Some),
-            Some(Finished { result: Err(e), .. }) => Err(e),
+        match self.calls.call(LISTING, call, lent, until, self.cancel()) {
+            Some(Finished { result: Ok(Answer::List(list)), .. }) => Ok(Listing::Stats(list)),
+            Some(Finished { result: Ok(Answer::ListAll(list)), .. }) => Ok(Listing::Domains(list)),
+            Some(Finished { result: Err(e), .. }) if e.operation == NOT_STARTED => Err(NoListing::WorkersHeld),
+            Some(Finished { result: Err(e), .. }) => Err(NoListing::Failed(e)),
             Some(Finished { result: Ok(_), .. }) => {
-                Err(LibvirtError::new("(worker)", 0, 0, "a listing answered as another call"))
+                Err(NoListing::Failed(LibvirtError::new("(worker)", 0, 0, "a listing answered as another call")))
             }
-            None => Ok(None),
+            None => Err(NoListing::Unanswered),
         }
     }
 
@@ -852,6 +904,40 @@ impl LibvirtBackend {
     }
 }
 
+/// How long the daemon's exit waits for its libvirt handles to be released.
+const CLOSE_WAIT: Duration = Duration::from_millis(500);
+
+impl Drop for LibvirtBackend {
+    /// The last reference to a connection through libvirtd is released with a call to it
+    /// (`CONNECT_CLOSE`), which a hung libvirtd never answers, and every domain handle holds a
+    /// reference: they are released on a thread of their own, waited for at most
+    /// [`CLOSE_WAIT`], so that a daemon stopped while libvirtd hangs still exits.
+    fn drop(&mut self) {
+        // The workers' reference first: the one moved to the thread below must be the last.
+        self.calls.set_connection(None);
+        let conn = self.conn.take();
+        let mut domains: Vec<Domain> = self.state.iter_mut().filter_map(|s| s.domain.take()).collect();
+        domains.extend(self.pending.iter_mut().filter_map(|p| p.domain.take()));
+        if conn.is_none() && domains.is_empty() {
+            return;
+        }
+        let (done, finished) = mpsc::channel();
+        let closing = std::thread::Builder::new().name("libvirt-close".into()).spawn(move || {
+            drop(domains);
+            drop(conn);
+            let _ = done.send(());
+        });
+        // Without a thread, the closure (and the handles) were dropped here already.
+        if closing.is_ok() && finished.recv_timeout(CLOSE_WAIT).is_err() {
+            log::debug!(
+                "{}: libvirt did not answer the close within {} ms; exiting anyway",
+                self.uri,
+                CLOSE_WAIT.as_millis()
+            );
+        }
+    }
+}
+
 /// A read's answer.
 fn fetched_of(answer: Answer) -> Result<Fetched, LibvirtError> {
     match answer {
@@ -910,15 +996,6 @@ fn is_gone(dom: &Domain, e: &LibvirtError) -> bool {
             ![ffi::VIR_DOMAIN_RUNNING, ffi::VIR_DOMAIN_PAUSED, ffi::VIR_DOMAIN_BLOCKED].contains(&u32::from(info.state))
         }
         Err(e) => e.is_no_domain(),
-    }
-}
-
-/// The domains as `reading` lists them.
-fn fetch(conn: &Connection, reading: Reading) -> Result<Listing, LibvirtError> {
-    match reading {
-        Reading::Unknown | Reading::Bulk => conn.all_domain_stats(StatsGroups::StateAndBalloon).map(Listing::Stats),
-        Reading::StatePerDomain => conn.all_domain_stats(StatsGroups::State).map(Listing::Stats),
-        Reading::ListPerDomain => conn.list_active_domains().map(Listing::Domains),
     }
 }
 
@@ -1011,14 +1088,15 @@ impl Backend for LibvirtBackend {
         self.cancellable = !self.stopping();
         self.ensure_connected()?;
         let listing = match self.list() {
-            Ok(Some(listing)) => listing,
+            Ok(listing) => listing,
             // No slot is freed, so histories survive the wait.
-            Ok(None) => return Err(LibvirtBackendError::DaemonUnanswered),
-            Err(e) if !self.conn.as_ref().is_some_and(Connection::is_alive) => {
+            Err(NoListing::Unanswered) => return Err(LibvirtBackendError::DaemonUnanswered),
+            Err(NoListing::WorkersHeld) => return Err(LibvirtBackendError::WorkersHeld),
+            Err(NoListing::Failed(e)) if !self.conn.as_ref().is_some_and(Connection::is_alive) => {
                 self.lose_connection();
                 return Err(LibvirtBackendError::ConnectionLost(e));
             }
-            Err(e) => return Err(LibvirtBackendError::List(e)),
+            Err(NoListing::Failed(e)) => return Err(LibvirtBackendError::List(e)),
         };
         self.slots.begin_round();
         if let Err(e) = self.serve_all(listing, vms, roster) {

@@ -63,7 +63,23 @@ pub const BULK_LISTING: usize = MAX_DOMAINS;
 /// The job of a listing that only libvirtd answers (`state` group, or the list of domains):
 /// one that overruns means libvirtd itself is not answering.
 pub const LISTING: usize = MAX_DOMAINS + 1;
-const JOBS: usize = MAX_DOMAINS + 2;
+/// The job of a nudge (see [`NUDGE_EVERY`]).
+const NUDGE: usize = MAX_DOMAINS + 2;
+const JOBS: usize = MAX_DOMAINS + 3;
+
+/// While calls of a batch are outstanding, a cheap call (the daemon's version) is made this
+/// often, from an idle worker, to work around a lost wake-up in libvirt's client (9.0,
+/// `virnetclient.c`): threads sharing a connection hand their calls to the one thread that
+/// reads and writes its socket (the "buck" holder), waking it with `g_main_loop_quit`, but a
+/// wake-up that arrives after the holder dropped the client's lock and before it entered
+/// `g_main_loop_run` is lost, and the holder then waits only for what it polled for before
+/// (a reply), not to send the new calls. Harmless while the holder's own reply is about to
+/// arrive; when the holder's call is stuck on a hung QEMU, the other calls were not sent until
+/// the next round's listing woke it: seen in libvirt's client log, a healthy guest's stats
+/// call queued at .114 and sent two seconds later, every round, so it went unserved while
+/// another QEMU hung (more often on a loaded host, where the holder is preempted inside that
+/// window). Each nudge is one more wake-up, so a lost one costs this long, not a round.
+pub const NUDGE_EVERY: Duration = Duration::from_millis(20);
 
 /// The calls one domain needs this round, from what its slot already knows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -113,6 +129,8 @@ pub enum Call {
     List(StatsGroups),
     /// `virConnectListAllDomains` (active domains).
     ListAll,
+    /// `virConnectGetLibVersion`: only its round trip matters (see [`NUDGE_EVERY`]).
+    Nudge,
 }
 
 /// What a call returned.
@@ -121,6 +139,7 @@ pub enum Answer {
     SetMemory,
     List(DomainStatsList),
     ListAll(DomainList),
+    Nudged,
 }
 
 /// A finished call with the handles it was lent.
@@ -144,6 +163,7 @@ fn perform(call: Call, domain: Option<&Domain>, conn: Option<&Connection>) -> Re
         Call::ListAll => {
             conn.ok_or_else(|| missing("no connection to list"))?.list_active_domains().map(Answer::ListAll)
         }
+        Call::Nudge => conn.ok_or_else(|| missing("no connection to nudge"))?.daemon_version().map(|_| Answer::Nudged),
     }
 }
 
@@ -198,6 +218,8 @@ struct Table {
     stuck: usize,
     workers: usize,
     stop: bool,
+    /// The connection the calls are made on, for nudges; `None` while there is none.
+    nudge_with: Option<Connection>,
 }
 
 impl Table {
@@ -258,6 +280,7 @@ impl Calls {
                     stuck: 0,
                     workers: 0,
                     stop: false,
+                    nudge_with: None,
                 }),
                 queued: Condvar::new(),
                 finished: Condvar::new(),
@@ -286,6 +309,14 @@ impl Calls {
         self.threads.push(thread);
         self.shared.lock().workers += 1;
         Ok(())
+    }
+
+    /// The connection calls are made on from now on (nudges go to it), or `None` once it is
+    /// lost.
+    pub fn set_connection(&self, conn: Option<Connection>) {
+        let old = std::mem::replace(&mut self.shared.lock().nudge_with, conn);
+        // Released without the lock: the last reference closes the connection.
+        drop(old);
     }
 
     /// Whether job `i` has a call that overran and has not returned yet.
@@ -322,9 +353,14 @@ impl Calls {
             // The caller checks `busy` first; a handle lent here would be lost to it.
             return;
         }
-        *job = Job { state: State::Queued, call, domain, conn, in_batch: true, ..Job::IDLE };
+        // A late result nobody collected (it returned while the loop waited for another
+        // call): released without the lock, like every result.
+        let stale =
+            std::mem::replace(job, Job { state: State::Queued, call, domain, conn, in_batch: true, ..Job::IDLE });
         t.outstanding += 1;
         t.push(i);
+        drop(t);
+        drop(stale);
         // The workers are woken once, by `wait`: a wake-up per call cost each its own futex
         // call and let the first workers fight the loop for the lock while it queued the rest.
     }
@@ -338,12 +374,20 @@ impl Calls {
         if t.queued > 0 {
             self.shared.queued.notify_all();
         }
+        let mut nudge_at = Instant::now() + NUDGE_EVERY;
         while t.outstanding > 0 && !cancel.is_some_and(|c| c.load(Ordering::Relaxed)) && t.stuck < t.workers {
             let now = Instant::now();
             if now >= deadline {
                 break;
             }
-            let slice = if cancel.is_some() { (deadline - now).min(CANCEL_CHECK) } else { deadline - now };
+            if now >= nudge_at {
+                self.nudge(&mut t);
+                nudge_at = now + NUDGE_EVERY;
+            }
+            let mut slice = (deadline - now).min(nudge_at - now);
+            if cancel.is_some() {
+                slice = slice.min(CANCEL_CHECK);
+            }
             t = self.shared.finished.wait_timeout(t, slice).unwrap_or_else(PoisonError::into_inner).0;
         }
         if t.outstanding == 0 {
@@ -373,6 +417,21 @@ impl Calls {
         t.stuck += overran;
         t.queued = 0;
         t.outstanding = 0;
+    }
+
+    /// Queues a nudge ([`NUDGE_EVERY`]) if there is a connection, no nudge is under way and a
+    /// worker is idle to make it (the batch's own calls come first). Outside the batch: nobody
+    /// waits for it.
+    fn nudge(&self, t: &mut MutexGuard<'_, Table>) {
+        let idle = t.workers.saturating_sub(t.running) > t.queued;
+        let free = !matches!(t.jobs[NUDGE].state, State::Queued | State::Running);
+        if !idle || !free {
+            return;
+        }
+        let Some(conn) = t.nudge_with.as_ref().and_then(|c| c.try_clone().ok()) else { return };
+        t.jobs[NUDGE] = Job { state: State::Queued, call: Call::Nudge, conn: Some(conn), ..Job::IDLE };
+        t.push(NUDGE);
+        self.shared.queued.notify_one();
     }
 
     /// Job `i`'s result, if it finished within its batch; `None` if it overran (it is then
