@@ -763,7 +763,7 @@ impl LibvirtBackend {
                     self.state[slot].period = Period::Set;
                     log::debug!("{name}: stats period set to {} s", self.stats_period_s);
                 }
-                Err(e) => match self.domain_failure(&dom, slot, &name, e)? {
+                Err(e) => match self.domain_failure(slot, &name, e)? {
                     Failure::Gone => return Ok(()),
                     // No balloon device, most likely: not tried again this run.
                     Failure::Logged => self.state[slot].period = Period::Refused,
@@ -789,7 +789,7 @@ impl LibvirtBackend {
                 log::debug!("{name}: not read this round: {e}");
                 clean = false;
             }
-            Err(e) => match self.domain_failure(&dom, slot, &name, e)? {
+            Err(e) => match self.domain_failure(slot, &name, e)? {
                 Failure::Gone => return Ok(()),
                 Failure::Logged => clean = false,
             },
@@ -819,17 +819,12 @@ impl LibvirtBackend {
 
     /// Sorts out a failed call on one domain: it went away (debug line), or it has a problem
     /// of its own (logged once); `Err` when it is the connection that died.
-    fn domain_failure(
-        &mut self,
-        dom: &Domain,
-        slot: usize,
-        name: &VmName,
-        e: LibvirtError,
-    ) -> Result<Failure, LibvirtError> {
+    fn domain_failure(&mut self, slot: usize, name: &VmName, e: LibvirtError) -> Result<Failure, LibvirtError> {
         if !self.conn.as_ref().is_some_and(Connection::is_alive) {
             return Err(e);
         }
-        if is_gone(dom, &e) {
+        // A domain that stopped comes back from the worker as "no domain" (`calls::settle`).
+        if e.is_no_domain() {
             log::debug!("{name} went away: {e}");
             return Ok(Failure::Gone);
         }
@@ -978,24 +973,6 @@ pub fn over_network(uri: &str) -> bool {
         Some("unix") => false,
         Some(_) => true,
         None => !host.is_empty(),
-    }
-}
-
-/// Whether `e`, from a call on `dom`, means that the domain stopped or was undefined: "not
-/// found", or "operation invalid" (which is also how some refusals of a running domain are
-/// worded, so its state is asked: one more call, on this rare path only).
-fn is_gone(dom: &Domain, e: &LibvirtError) -> bool {
-    if e.is_no_domain() {
-        return true;
-    }
-    if !e.is_domain_inactive() {
-        return false;
-    }
-    match dom.info() {
-        Ok(info) => {
-            ![ffi::VIR_DOMAIN_RUNNING, ffi::VIR_DOMAIN_PAUSED, ffi::VIR_DOMAIN_BLOCKED].contains(&u32::from(info.state))
-        }
-        Err(e) => e.is_no_domain(),
     }
 }
 

@@ -110,12 +110,36 @@ pub struct Fetched {
 /// Makes the calls `want` asks for, on the calling thread. Stops at the first failed read:
 /// its error is the one the caller sorts out (domain gone, connection dead, refused).
 fn fetch(dom: &Domain, want: Want) -> Result<Fetched, LibvirtError> {
-    let period = want.period_s.map(|s| dom.set_memory_stats_period(s));
-    let max_kib = if want.max { Some(dom.max_memory_kib()?) } else { None };
-    let stats = if want.stats { Some(dom.memory_stats()?) } else { None };
+    let settled = |e| settle(dom, e);
+    let period = want.period_s.map(|s| dom.set_memory_stats_period(s).map_err(settled));
+    let max_kib = if want.max { Some(dom.max_memory_kib().map_err(settled)?) } else { None };
+    let stats = if want.stats { Some(dom.memory_stats().map_err(settled)?) } else { None };
     let no_balloon = stats.is_some_and(|s| s.get(ffi::VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON).is_none());
-    let fixed_kib = if want.size_without_balloon && no_balloon { Some(dom.info()?.memory_kib) } else { None };
+    let fixed_kib =
+        if want.size_without_balloon && no_balloon { Some(dom.info().map_err(settled)?.memory_kib) } else { None };
     Ok(Fetched { period, max_kib, stats, fixed_kib })
+}
+
+/// Finds out, on the worker where a wait is allowed, whether a failed call's domain went away.
+/// libvirt words both "the domain stopped" and some refusals of a running domain as "operation
+/// invalid", so the domain's state is asked (one more call, on this rare path only); one that no
+/// longer runs comes back as "no domain", libvirt's word for a domain that went away, with the
+/// call's own message. The loop then makes no call to sort the error out.
+fn settle(dom: &Domain, e: LibvirtError) -> LibvirtError {
+    if !e.is_domain_inactive() {
+        return e;
+    }
+    let gone = match dom.info() {
+        Ok(info) => {
+            ![ffi::VIR_DOMAIN_RUNNING, ffi::VIR_DOMAIN_PAUSED, ffi::VIR_DOMAIN_BLOCKED].contains(&u32::from(info.state))
+        }
+        Err(e) => e.is_no_domain(),
+    };
+    let mut e = e;
+    if let (true, Ok(code)) = (gone, i32::try_from(ffi::VIR_ERR_NO_DOMAIN)) {
+        e.code = code;
+    }
+    e
 }
 
 /// A call to make.
@@ -155,7 +179,8 @@ fn perform(call: Call, domain: Option<&Domain>, conn: Option<&Connection>) -> Re
     match call {
         Call::Read(want) => fetch(domain.ok_or_else(|| missing("no domain to read"))?, want).map(Answer::Read),
         Call::SetMemory(kib) => {
-            domain.ok_or_else(|| missing("no domain to resize"))?.set_memory_kib(kib).map(|()| Answer::SetMemory)
+            let dom = domain.ok_or_else(|| missing("no domain to resize"))?;
+            dom.set_memory_kib(kib).map(|()| Answer::SetMemory).map_err(|e| settle(dom, e))
         }
         Call::List(groups) => {
             conn.ok_or_else(|| missing("no connection to list"))?.all_domain_stats(groups).map(Answer::List)

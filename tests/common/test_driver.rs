@@ -189,30 +189,47 @@ pub fn virsh_shared(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Transient domains created in [`SHARED_NODE`]; destroyed on drop. Create them only while a
-/// connection of the test holds the node: the daemon forgets it when its last client leaves.
+/// Domains created in [`SHARED_NODE`] (transient, or defined and started); destroyed (and
+/// undefined) on drop. Create them only while a connection of the test holds the node: the
+/// daemon forgets it when its last client leaves.
 pub struct SharedDomains {
     names: Vec<String>,
+    defined: Vec<String>,
     dir: tempfile::TempDir,
 }
 
 impl SharedDomains {
     pub fn new() -> SharedDomains {
-        SharedDomains { names: Vec::new(), dir: tempfile::tempdir().unwrap() }
+        SharedDomains { names: Vec::new(), defined: Vec::new(), dir: tempfile::tempdir().unwrap() }
     }
 
-    /// Creates and starts `name` (with a balloon), with a fixed UUID if given.
-    pub fn create(&mut self, name: &str, max_mib: u64, current_mib: u64, uuid: Option<&str>) {
+    fn write_xml(&self, name: &str, max_mib: u64, current_mib: u64, uuid: Option<&str>) -> PathBuf {
         let mut xml = domain_xml(name, max_mib, current_mib, true, true);
         if let Some(uuid) = uuid {
             xml = xml.replacen("<name>", &format!("<uuid>{uuid}</uuid><name>"), 1);
         }
         let path = self.dir.path().join(format!("{name}.xml"));
         std::fs::write(&path, xml).unwrap();
+        path
+    }
+
+    /// Creates and starts `name` (with a balloon), transient, with a fixed UUID if given.
+    pub fn create(&mut self, name: &str, max_mib: u64, current_mib: u64, uuid: Option<&str>) {
+        let path = self.write_xml(name, max_mib, current_mib, uuid);
         virsh_shared(&["create", path.to_str().unwrap()]);
         if !self.names.iter().any(|n| n == name) {
             self.names.push(name.to_owned());
         }
+    }
+
+    /// Defines and starts `name`: once destroyed it still exists, stopped, so calls on it fail
+    /// as "operation invalid" (domain not running) rather than "not found".
+    pub fn define_and_start(&mut self, name: &str, max_mib: u64, current_mib: u64) {
+        let path = self.write_xml(name, max_mib, current_mib, None);
+        virsh_shared(&["define", path.to_str().unwrap()]);
+        self.defined.push(name.to_owned());
+        virsh_shared(&["start", name]);
+        self.names.push(name.to_owned());
     }
 }
 
@@ -226,6 +243,9 @@ impl Drop for SharedDomains {
     fn drop(&mut self) {
         for name in &self.names {
             let _ = std::process::Command::new("virsh").args(["-c", SHARED_NODE, "destroy", name]).output();
+        }
+        for name in &self.defined {
+            let _ = std::process::Command::new("virsh").args(["-c", SHARED_NODE, "undefine", name]).output();
         }
     }
 }
