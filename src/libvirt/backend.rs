@@ -908,16 +908,17 @@ impl Drop for LibvirtBackend {
     /// reference: they are released on a thread of their own, waited for at most
     /// [`CLOSE_WAIT`], so that a daemon stopped while libvirtd hangs still exits.
     fn drop(&mut self) {
-        // The workers' reference first: the one moved to the thread below must be the last.
-        self.calls.set_connection(None);
         let conn = self.conn.take();
         let mut domains: Vec<Domain> = self.state.iter_mut().filter_map(|s| s.domain.take()).collect();
         domains.extend(self.pending.iter_mut().filter_map(|p| p.domain.take()));
-        if conn.is_none() && domains.is_empty() {
-            return;
-        }
+        // The job table holds handles too (late results, a queued nudge's connection, the
+        // workers' own reference), and a reconnection may have finished unseen.
+        let calls = std::mem::replace(&mut self.calls, Calls::inline());
+        let opening = self.opening.take();
         let (done, finished) = mpsc::channel();
         let closing = std::thread::Builder::new().name("libvirt-close".into()).spawn(move || {
+            drop(opening);
+            drop(calls);
             drop(domains);
             drop(conn);
             let _ = done.send(());

@@ -130,9 +130,8 @@ fn settle(dom: &Domain, e: LibvirtError) -> LibvirtError {
         return e;
     }
     let gone = match dom.info() {
-        Ok(info) => {
-            ![ffi::VIR_DOMAIN_RUNNING, ffi::VIR_DOMAIN_PAUSED, ffi::VIR_DOMAIN_BLOCKED].contains(&u32::from(info.state))
-        }
+        // Shutting down or suspended to RAM is still a running domain refusing the call.
+        Ok(info) => u32::from(info.state) == ffi::VIR_DOMAIN_SHUTOFF,
         Err(e) => e.is_no_domain(),
     };
     let mut e = e;
@@ -178,9 +177,9 @@ fn perform(call: Call, domain: Option<&Domain>, conn: Option<&Connection>) -> Re
     let missing = |what| LibvirtError::new("(worker)", 0, 0, what);
     match call {
         Call::Read(want) => fetch(domain.ok_or_else(|| missing("no domain to read"))?, want).map(Answer::Read),
+        // A refused target is reported as libvirt worded it (the coordinator logs it once).
         Call::SetMemory(kib) => {
-            let dom = domain.ok_or_else(|| missing("no domain to resize"))?;
-            dom.set_memory_kib(kib).map(|()| Answer::SetMemory).map_err(|e| settle(dom, e))
+            domain.ok_or_else(|| missing("no domain to resize"))?.set_memory_kib(kib).map(|()| Answer::SetMemory)
         }
         Call::List(groups) => {
             conn.ok_or_else(|| missing("no connection to list"))?.all_domain_stats(groups).map(Answer::List)
@@ -245,9 +244,20 @@ struct Table {
     stop: bool,
     /// The connection the calls are made on, for nudges; `None` while there is none.
     nudge_with: Option<Connection>,
+    /// When the last nudge was queued.
+    nudge_since: Option<Instant>,
 }
 
 impl Table {
+    /// Workers held by calls that will not return soon: those that overran a deadline, and a
+    /// nudge that has not returned after several periods (libvirtd hung, or its own wake-up
+    /// lost): either way the worker is not coming back for this batch.
+    fn held(&self) -> usize {
+        let nudge_stuck = self.jobs[NUDGE].state == State::Running
+            && self.nudge_since.is_some_and(|at| at.elapsed() > NUDGE_EVERY * 5);
+        self.stuck + usize::from(nudge_stuck)
+    }
+
     fn push(&mut self, i: usize) {
         let tail = (self.head + self.queued) % JOBS;
         self.queue[tail] = u16::try_from(i).unwrap_or(0);
@@ -293,7 +303,21 @@ impl Calls {
     /// Starts [`WORKERS`] workers; if the system refuses threads, calls are made inline (and a
     /// hung QEMU can hold the loop): the caller is told so by `Err`, with the inline `Calls`.
     pub fn start() -> Result<Calls, (Calls, std::io::Error)> {
-        let mut calls = Calls {
+        let mut calls = Calls::unstarted();
+        for _ in 0..WORKERS {
+            if let Err(e) = calls.add_worker()
+                && calls.threads.is_empty()
+            {
+                calls.inline = true;
+                return Err((calls, e));
+            }
+        }
+        Ok(calls)
+    }
+
+    /// A job table without workers: calls are made inline until workers are added.
+    fn unstarted() -> Calls {
+        Calls {
             shared: Arc::new(Shared {
                 table: Mutex::new(Table {
                     jobs: Box::new([const { Job::IDLE }; JOBS]),
@@ -306,22 +330,22 @@ impl Calls {
                     workers: 0,
                     stop: false,
                     nudge_with: None,
+                    nudge_since: None,
                 }),
                 queued: Condvar::new(),
                 finished: Condvar::new(),
             }),
             threads: Vec::with_capacity(WORKERS),
             inline: false,
-        };
-        for _ in 0..WORKERS {
-            if let Err(e) = calls.add_worker()
-                && calls.threads.is_empty()
-            {
-                calls.inline = true;
-                return Err((calls, e));
-            }
         }
-        Ok(calls)
+    }
+
+    /// Calls made inline, on the caller's thread: what a backend keeps once its own `Calls`
+    /// (and every handle in its job table) was handed to a thread to be released.
+    pub fn inline() -> Calls {
+        let mut calls = Calls::unstarted();
+        calls.inline = true;
+        calls
     }
 
     fn add_worker(&mut self) -> std::io::Result<()> {
@@ -400,7 +424,7 @@ impl Calls {
             self.shared.queued.notify_all();
         }
         let mut nudge_at = Instant::now() + NUDGE_EVERY;
-        while t.outstanding > 0 && !cancel.is_some_and(|c| c.load(Ordering::Relaxed)) && t.stuck < t.workers {
+        while t.outstanding > 0 && !cancel.is_some_and(|c| c.load(Ordering::Relaxed)) && t.held() < t.workers {
             let now = Instant::now();
             if now >= deadline {
                 break;
@@ -442,6 +466,17 @@ impl Calls {
         t.stuck += overran;
         t.queued = 0;
         t.outstanding = 0;
+        // A nudge still queued is dropped with the queue: its job must not stay "queued" (no
+        // nudge would follow) holding a connection.
+        let stranded = if t.jobs[NUDGE].state == State::Queued {
+            t.jobs[NUDGE].state = State::Idle;
+            t.jobs[NUDGE].conn.take()
+        } else {
+            None
+        };
+        drop(t);
+        // Never the last reference (the table's own `nudge_with` holds one): no call to libvirtd.
+        drop(stranded);
     }
 
     /// Queues a nudge ([`NUDGE_EVERY`]) if there is a connection, no nudge is under way and a
@@ -455,6 +490,7 @@ impl Calls {
         }
         let Some(conn) = t.nudge_with.as_ref().and_then(|c| c.try_clone().ok()) else { return };
         t.jobs[NUDGE] = Job { state: State::Queued, call: Call::Nudge, conn: Some(conn), ..Job::IDLE };
+        t.nudge_since = Some(Instant::now());
         t.push(NUDGE);
         self.shared.queued.notify_one();
     }
