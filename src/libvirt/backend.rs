@@ -169,10 +169,9 @@ enum Listing {
 /// What became of a round's bulk call.
 enum Bulk {
     Answered(DomainStatsList),
-    /// The call of an earlier round has not returned yet: none is made.
-    StillStuck,
-    /// Every worker is held by a stuck call: it was not made.
-    NotStarted,
+    /// Not made this round: the call of an earlier round has not returned yet, or every worker
+    /// is held by a stuck call.
+    NotMade,
     /// It did not return within the deadline (or a stop cut the wait).
     Overran,
 }
@@ -271,8 +270,9 @@ impl Pending {
 
 /// A connection being opened on a thread of its own: a daemon that accepts and then does not
 /// answer (stopped, or a tunnel to one) would hold `virConnectOpen`, and with it the loop and
-/// its stop, for as long as it hangs. Only reconnections are made so; an attempt that overruns
-/// is looked at again each round, and no other is started meanwhile.
+/// its stop, for as long as it hangs. The daemon's first connection and every reconnection are
+/// made so; a reconnection that overruns is looked at again each round, and no other is started
+/// meanwhile.
 struct Opening {
     answer: mpsc::Receiver<Result<Connection, LibvirtError>>,
     since: Instant,
@@ -461,26 +461,28 @@ impl LibvirtBackend {
             return Err(LibvirtBackendError::ConnectionLost(e));
         }
         let fresh = self.opening.is_none();
-        if fresh {
-            let now = Instant::now();
-            let wait = self.backoff.wait(now);
-            if !wait.is_zero() {
-                return Err(LibvirtBackendError::Reconnecting(wait));
-            }
-            match Opening::start(&self.uri) {
-                Ok(opening) => self.opening = Some(opening),
-                Err(e) => {
-                    let wait = self.backoff.failed(now);
-                    log::warn!(
-                        "cannot start a thread to reconnect to {} ({e}); next attempt in {} s",
-                        self.uri,
-                        wait.as_secs()
-                    );
+        let opening = match self.opening.take() {
+            Some(opening) => opening,
+            None => {
+                let now = Instant::now();
+                let wait = self.backoff.wait(now);
+                if !wait.is_zero() {
                     return Err(LibvirtBackendError::Reconnecting(wait));
                 }
+                match Opening::start(&self.uri) {
+                    Ok(opening) => opening,
+                    Err(e) => {
+                        let wait = self.backoff.failed(now);
+                        log::warn!(
+                            "cannot start a thread to reconnect to {} ({e}); next attempt in {} s",
+                            self.uri,
+                            wait.as_secs()
+                        );
+                        return Err(LibvirtBackendError::Reconnecting(wait));
+                    }
+                }
             }
-        }
-        let Some(opening) = &self.opening else { return Err(LibvirtBackendError::Reconnecting(Duration::ZERO)) };
+        };
         // A new attempt is waited for up to the deadline; one still pending from an earlier
         // round is only looked at.
         let until = if fresh { Instant::now() + DEADLINE } else { Instant::now() };
@@ -492,9 +494,10 @@ impl LibvirtBackend {
                     DEADLINE.as_secs()
                 );
             }
-            return Err(LibvirtBackendError::Opening(opening.since.elapsed()));
+            let waited = opening.since.elapsed();
+            self.opening = Some(opening);
+            return Err(LibvirtBackendError::Opening(waited));
         };
-        self.opening = None;
         match answer {
             Ok(conn) => {
                 log::info!("reconnected to {}", self.uri);
@@ -610,13 +613,13 @@ impl LibvirtBackend {
     /// of libvirtd: the caller finds out with a listing that waits for none.
     fn bulk_listing(&self, conn: &Connection) -> Result<Bulk, LibvirtError> {
         if self.calls.busy(BULK_LISTING) {
-            return Ok(Bulk::StillStuck);
+            return Ok(Bulk::NotMade);
         }
         let call = Call::List(StatsGroups::StateAndBalloon);
         let lent = (None, Some(conn.try_clone()?));
         match self.calls.call(BULK_LISTING, call, lent, Instant::now() + DEADLINE, self.cancel()) {
             Some(Finished { result: Ok(Answer::List(list)), .. }) => Ok(Bulk::Answered(list)),
-            Some(Finished { result: Err(e), .. }) if e.operation == NOT_STARTED => Ok(Bulk::NotStarted),
+            Some(Finished { result: Err(e), .. }) if e.operation == NOT_STARTED => Ok(Bulk::NotMade),
             Some(Finished { result: Err(e), .. }) => Err(e),
             Some(Finished { result: Ok(_), .. }) => {
                 Err(LibvirtError::new("(worker)", 0, 0, "a listing answered as another call"))
@@ -943,21 +946,20 @@ fn fetched_of(answer: Answer) -> Result<Fetched, LibvirtError> {
 }
 
 fn open(uri: &str) -> Result<Connection, LibvirtError> {
-    if !over_network(uri) {
-        // A local daemon that dies closes its socket, which fails every call at once, and one
-        // that hangs is noticed by the calls' deadline: no keepalive, no event loop (which
-        // would cost every call two wake-ups of its thread).
-        return Connection::open(uri);
-    }
-    if let Err(e) = super::api::start_event_loop() {
-        log::warn!("{uri}: keepalive not possible, a lost peer will be noticed late: {e}");
-        return Connection::open(uri);
-    }
+    // A local daemon that dies closes its socket, which fails every call at once, and one that
+    // hangs is noticed by the calls' deadline: no keepalive, no event loop (which would cost
+    // every call two wake-ups of its thread).
+    let keepalive = over_network(uri)
+        && super::api::start_event_loop()
+            .inspect_err(|e| log::warn!("{uri}: keepalive not possible, a lost peer will be noticed late: {e}"))
+            .is_ok();
     let conn = Connection::open(uri)?;
-    match conn.set_keepalive(KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT) {
-        Ok(Keepalive::Enabled) => {}
-        Ok(Keepalive::Unsupported) => log::debug!("{uri}: no keepalive on this driver"),
-        Err(e) => log::warn!("{uri}: keepalive not enabled, a lost peer will be noticed late: {e}"),
+    if keepalive {
+        match conn.set_keepalive(KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT) {
+            Ok(Keepalive::Enabled) => {}
+            Ok(Keepalive::Unsupported) => log::debug!("{uri}: no keepalive on this driver"),
+            Err(e) => log::warn!("{uri}: keepalive not enabled, a lost peer will be noticed late: {e}"),
+        }
     }
     Ok(conn)
 }
